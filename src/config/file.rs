@@ -1,0 +1,202 @@
+//! The config file as written: every field optional, unknown fields refused.
+//! `super::resolve` merges it with flags and environment and validates it.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::units::{Size, duration};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub node: Option<FileNode>,
+    pub peer: Option<FilePeer>,
+    pub membership: Option<FileMembership>,
+    pub default_group: Option<String>,
+    pub groups: Option<BTreeMap<String, FileGroup>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileNode {
+    pub name: Option<String>,
+    pub bind: Option<IpAddr>,
+    pub service_bind: Option<IpAddr>,
+    pub advertise: Option<IpAddr>,
+    #[serde(default, with = "duration")]
+    pub drain: Option<Duration>,
+    pub max_key: Option<Size>,
+    pub ports: Option<FilePorts>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePorts {
+    pub service: Option<u16>,
+    pub peer: Option<u16>,
+    pub gossip: Option<u16>,
+    pub admin: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePeer {
+    #[serde(default, with = "duration")]
+    pub timeout: Option<Duration>,
+    #[serde(default, with = "duration")]
+    pub connect_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMembership {
+    pub static_peers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileGroup {
+    pub capacity: Option<Size>,
+    pub hot_fraction: Option<f64>,
+    #[serde(default, with = "duration")]
+    pub ttl: Option<Duration>,
+    #[serde(default, with = "duration")]
+    pub hot_ttl: Option<Duration>,
+    #[serde(default, with = "duration")]
+    pub negative_ttl: Option<Duration>,
+    pub read_only: Option<bool>,
+    pub max_value: Option<Size>,
+    pub loader: FileLoader,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum FileLoader {
+    Demo(FileDemoLoader),
+    Http(FileHttpLoader),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDemoLoader {
+    #[serde(default, with = "duration")]
+    pub delay: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHttpLoader {
+    pub url: String,
+    #[serde(default, with = "duration")]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A parse failure: where it is and what is wrong.
+#[derive(Debug)]
+pub struct ParseFailure {
+    /// Dotted path of the field at fault, when known (`groups.users.ttl`).
+    pub field: Option<String>,
+    pub line: Option<u64>,
+    pub message: String,
+}
+
+/// Parses YAML text into a [`FileConfig`], naming the field and line of the
+/// first error.
+pub fn parse(text: &str) -> Result<FileConfig, ParseFailure> {
+    let mut field = None;
+    let parsed = serde_saphyr::with_deserializer_from_str(text, |deserializer| {
+        serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            if path != "." && !path.is_empty() {
+                field = Some(path);
+            }
+            error.into_inner()
+        })
+    });
+    parsed.map_err(|error| {
+        let line = error.location().map(|location| location.line());
+        ParseFailure {
+            field,
+            line,
+            message: strip_location(&error.without_snippet().to_string()).to_owned(),
+        }
+    })
+}
+
+/// The parser appends " at line L, column C"; the caller reports the line itself.
+fn strip_location(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(at) if message[at..].contains(", column ") => &message[..at],
+        _ => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let text = r#"
+node:       { name: pod-a, bind: "::", advertise: 10.0.0.7, drain: 5s, max_key: 4KiB,
+              ports: { service: 3000, peer: 8000, gossip: 7946, admin: 9090 } }
+peer:       { timeout: 3s, connect_timeout: 250ms }
+default_group: heavy
+groups:
+  heavy:
+    capacity: 64MiB
+    hot_fraction: 0.125
+    ttl: 0s
+    hot_ttl: 60s
+    negative_ttl: 0s
+    read_only: false
+    max_value: 1MiB
+    loader: { demo: { delay: 400ms } }
+  users:
+    capacity: 256MiB
+    ttl: 5m
+    loader:
+      http: { url: "http://127.0.0.1:8080/users/{key}", timeout: 2s, headers: { x-api-key: "..." } }
+"#;
+        let config = parse(text).expect("valid example");
+        let node = config.node.expect("node");
+        assert_eq!(node.max_key, Some(Size(4096)));
+        assert_eq!(node.drain, Some(Duration::from_secs(5)));
+        let groups = config.groups.expect("groups");
+        assert_eq!(groups["users"].ttl, Some(Duration::from_secs(300)));
+        match &groups["users"].loader {
+            FileLoader::Http(http) => assert_eq!(http.headers["x-api-key"], "..."),
+            FileLoader::Demo(_) => panic!("users has an http loader"),
+        }
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_line() {
+        let failure = parse("groups:\n  g:\n    capacty: 1MiB\n    loader: { demo: {} }\n")
+            .expect_err("typo must fail");
+        assert_eq!(failure.line, Some(3), "{failure:?}");
+        assert!(failure.message.contains("capacty"), "{failure:?}");
+        assert_eq!(failure.field.as_deref(), Some("groups.g.capacty"), "{failure:?}");
+        assert!(!failure.message.contains("line 3"), "location is reported once: {failure:?}");
+    }
+
+    #[test]
+    fn bad_size_is_named() {
+        let failure = parse("groups:\n  g:\n    capacity: lots\n    loader: { demo: {} }\n")
+            .expect_err("bad size must fail");
+        assert_eq!(failure.field.as_deref(), Some("groups.g.capacity"));
+        assert_eq!(failure.line, Some(3));
+    }
+
+    #[test]
+    fn duplicate_group_is_refused() {
+        let failure = parse("groups:\n  g: { loader: { demo: {} } }\n  g: { loader: { demo: {} } }\n")
+            .expect_err("duplicate keys must fail");
+        assert_eq!(failure.line, Some(3), "{failure:?}");
+    }
+}
