@@ -1,13 +1,35 @@
 //! # shoal
 //!
 //! A distributed read-through cache node: groupcache semantics (consistent-hash
-//! ownership, singleflight loading, a main and a hot cache, peer fetches) served
-//! over HTTP, with membership from a fixed peer list.
+//! ownership, singleflight loading, a main and a hot cache, peer fetches)
+//! served over HTTP, for Kubernetes pods.
 //!
 //! # Layout
 //!
-//! - [`config`]: file + environment + flags → a validated [`config::Config`].
-//! - [`ring`]: consistent-hash ring over member ids; pure, no I/O.
+//! Dependencies point down the list: the pure parts know nothing of HTTP.
+//!
+//! - [`node`]: wiring. Builds everything from a [`config::Config`], serves,
+//!   shuts down in order. The only module that joins the others.
+//! - [`http`]: the service API (apps, port 3000) and the admin API (metrics,
+//!   health, members, ring, stats; port 9090), on axum.
+//! - [`peer`]: the node-to-node API (port 8000): its wire format, the reqwest
+//!   client the cache uses, and the axum server that answers.
+//! - [`membership`]: who is in the cluster, published as snapshots.
+//! - [`cache`]: groups: main and hot caches (moka, weighed in bytes),
+//!   singleflight, TTLs, invalidation epochs, hot admission, stats. Reads the
+//!   ring from a snapshot; reaches peers through a trait.
+//! - [`loader`]: origins: the demo loader and HTTP origins.
+//! - [`ring`]: consistent-hash ring over member ids. Pure.
+//! - [`config`]: file + environment + flags → a validated config. Pure but
+//!   for reading the file.
+//! - [`metrics`]: the Prometheus registry and pre-labelled handles.
 
+pub mod cache;
 pub mod config;
+pub mod http;
+pub mod loader;
+pub mod membership;
+pub mod metrics;
+pub mod node;
+pub mod peer;
 pub mod ring;

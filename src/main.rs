@@ -1,1 +1,98 @@
-fn main() {}
+//! The `shoal` binary: parse flags, set up logging, run the node.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use shoal::config::{self, Cli, Command, Config, ConfigError, HostFacts, LogFormat};
+use tracing::error;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return check_config(&cli, file);
+    }
+    init_logging(cli.log_format);
+    let config = match load(&cli, cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("shoal: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // One TLS crypto provider for every client in the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("shoal: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(shoal::node::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "node failed");
+            eprintln!("shoal: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load(cli: &Cli, file: Option<&Path>) -> Result<Config, ConfigError> {
+    let file = file.map(config::read_file).transpose()?;
+    config::resolve(cli, file.as_ref(), &HostFacts::detect())
+}
+
+fn check_config(cli: &Cli, file: &Path) -> ExitCode {
+    match load(cli, Some(file)) {
+        Ok(config) => {
+            let groups: Vec<&str> = config.groups.keys().map(String::as_str).collect();
+            println!("{}: valid; groups: {}", file.display(), groups.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("shoal: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Clone, Default, Parser)]
-#[command(name = "shoal", version, about = "A distributed read-through cache node")]
+#[command(
+    name = "shoal",
+    version,
+    about = "A distributed read-through cache node"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -50,7 +54,12 @@ pub struct Cli {
     pub admin_port: Option<u16>,
 
     /// Fixed membership: every node's IP[:PORT], this node included (repeatable)
-    #[arg(long = "peer", env = "SHOAL_PEERS", value_name = "IP[:PORT]", value_delimiter = ',')]
+    #[arg(
+        long = "peer",
+        env = "SHOAL_PEERS",
+        value_name = "IP[:PORT]",
+        value_delimiter = ','
+    )]
     pub peers: Vec<String>,
 
     /// Log line format

@@ -181,8 +181,15 @@ groups:
             .expect_err("typo must fail");
         assert_eq!(failure.line, Some(3), "{failure:?}");
         assert!(failure.message.contains("capacty"), "{failure:?}");
-        assert_eq!(failure.field.as_deref(), Some("groups.g.capacty"), "{failure:?}");
-        assert!(!failure.message.contains("line 3"), "location is reported once: {failure:?}");
+        assert_eq!(
+            failure.field.as_deref(),
+            Some("groups.g.capacty"),
+            "{failure:?}"
+        );
+        assert!(
+            !failure.message.contains("line 3"),
+            "location is reported once: {failure:?}"
+        );
     }
 
     #[test]
@@ -195,8 +202,9 @@ groups:
 
     #[test]
     fn duplicate_group_is_refused() {
-        let failure = parse("groups:\n  g: { loader: { demo: {} } }\n  g: { loader: { demo: {} } }\n")
-            .expect_err("duplicate keys must fail");
+        let failure =
+            parse("groups:\n  g: { loader: { demo: {} } }\n  g: { loader: { demo: {} } }\n")
+                .expect_err("duplicate keys must fail");
         assert_eq!(failure.line, Some(3), "{failure:?}");
     }
 }

@@ -154,15 +154,20 @@ impl UrlTemplate {
             return Err(format!("`{template}` has no {{key}} placeholder"));
         };
         if after.contains("{key}") {
-            return Err(format!("`{template}` has more than one {{key}} placeholder"));
+            return Err(format!(
+                "`{template}` has more than one {{key}} placeholder"
+            ));
         }
         let sample = format!("{before}k{after}");
-        let url = reqwest::Url::parse(&sample)
-            .map_err(|e| format!("`{template}` is not a URL: {e}"))?;
+        let url =
+            reqwest::Url::parse(&sample).map_err(|e| format!("`{template}` is not a URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("`{template}` must be an http:// or https:// URL"));
         }
-        if url.host_str().is_none_or(|host| host.contains('k') && before.ends_with("//")) {
+        if url
+            .host_str()
+            .is_none_or(|host| host.contains('k') && before.ends_with("//"))
+        {
             return Err(format!("`{template}`: {{key}} may not stand in the host"));
         }
         Ok(Self {
@@ -332,10 +337,22 @@ fn resolve_parsed(
     }
 
     let ports = Ports {
-        service: cli.service_port.or(file_ports.service).unwrap_or(DEFAULT_SERVICE_PORT),
-        peer: cli.peer_port.or(file_ports.peer).unwrap_or(DEFAULT_PEER_PORT),
-        gossip: cli.gossip_port.or(file_ports.gossip).unwrap_or(DEFAULT_GOSSIP_PORT),
-        admin: cli.admin_port.or(file_ports.admin).unwrap_or(DEFAULT_ADMIN_PORT),
+        service: cli
+            .service_port
+            .or(file_ports.service)
+            .unwrap_or(DEFAULT_SERVICE_PORT),
+        peer: cli
+            .peer_port
+            .or(file_ports.peer)
+            .unwrap_or(DEFAULT_PEER_PORT),
+        gossip: cli
+            .gossip_port
+            .or(file_ports.gossip)
+            .unwrap_or(DEFAULT_GOSSIP_PORT),
+        admin: cli
+            .admin_port
+            .or(file_ports.admin)
+            .unwrap_or(DEFAULT_ADMIN_PORT),
     };
     if ports.peer == 0 {
         return Err(ConfigError::field(
@@ -346,7 +363,10 @@ fn resolve_parsed(
 
     let max_key = file_node.max_key.map_or(DEFAULT_MAX_KEY as u64, |s| s.0);
     if max_key == 0 {
-        return Err(ConfigError::field("node.max_key", "must be at least 1 byte"));
+        return Err(ConfigError::field(
+            "node.max_key",
+            "must be at least 1 byte",
+        ));
     }
     let node = NodeConfig {
         name,
@@ -365,11 +385,17 @@ fn resolve_parsed(
             .unwrap_or(DEFAULT_PEER_CONNECT_TIMEOUT),
     };
     if peer.connect_timeout.is_zero() {
-        return Err(ConfigError::field("peer.connect_timeout", "must be above 0"));
+        return Err(ConfigError::field(
+            "peer.connect_timeout",
+            "must be above 0",
+        ));
     }
 
     let (peer_list, peer_field) = if cli.peers.is_empty() {
-        let list = file.membership.and_then(|m| m.static_peers).unwrap_or_default();
+        let list = file
+            .membership
+            .and_then(|m| m.static_peers)
+            .unwrap_or_default();
         (list, "membership.static_peers")
     } else {
         (cli.peers.clone(), "--peer")
@@ -394,7 +420,10 @@ fn resolve_parsed(
     {
         return Err(ConfigError::field(
             "default_group",
-            format!("`{default}` is not one of the groups ({})", group_names(&groups)),
+            format!(
+                "`{default}` is not one of the groups ({})",
+                group_names(&groups)
+            ),
         ));
     }
     for (group_name, group) in &groups {
@@ -507,7 +536,11 @@ fn demo_groups() -> BTreeMap<String, GroupConfig> {
 }
 
 fn group_names(groups: &BTreeMap<String, GroupConfig>) -> String {
-    groups.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+    groups
+        .keys()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Group names travel unescaped in URLs, metric labels and log lines.
@@ -516,7 +549,9 @@ pub fn validate_group_name(name: &str) -> Result<(), String> {
         return Err("a group name cannot be empty".into());
     }
     if name.starts_with('_') {
-        return Err(format!("`{name}`: group names may not start with `_` (reserved for /_stats and other built-in paths)"));
+        return Err(format!(
+            "`{name}`: group names may not start with `_` (reserved for /_stats and other built-in paths)"
+        ));
     }
     if name == "." || name == ".." {
         return Err(format!("`{name}` is not a usable group name"));
@@ -577,7 +612,10 @@ fn resolve_group(name: &str, group: FileGroup) -> Result<GroupConfig, ConfigErro
                 .map_err(|m| ConfigError::field(field("loader.http.url"), m))?;
             let timeout = http.timeout.unwrap_or(DEFAULT_HTTP_TIMEOUT);
             if timeout.is_zero() {
-                return Err(ConfigError::field(field("loader.http.timeout"), "must be above 0"));
+                return Err(ConfigError::field(
+                    field("loader.http.timeout"),
+                    "must be above 0",
+                ));
             }
             let mut headers = HeaderMap::new();
             for (header, value) in http.headers {
@@ -585,7 +623,10 @@ fn resolve_group(name: &str, group: FileGroup) -> Result<GroupConfig, ConfigErro
                 let header_name = HeaderName::from_bytes(header.as_bytes())
                     .map_err(|_| ConfigError::field(header_field(), "not a valid header name"))?;
                 let header_value = HeaderValue::from_str(&value).map_err(|_| {
-                    ConfigError::field(header_field(), "not a valid header value (no control characters)")
+                    ConfigError::field(
+                        header_field(),
+                        "not a valid header value (no control characters)",
+                    )
                 })?;
                 headers.insert(header_name, header_value);
             }
@@ -616,7 +657,10 @@ mod tests {
     fn host() -> HostFacts {
         HostFacts {
             hostname: "box".into(),
-            addresses: vec!["127.0.0.1".parse().expect("ip"), "10.1.2.3".parse().expect("ip")],
+            addresses: vec![
+                "127.0.0.1".parse().expect("ip"),
+                "10.1.2.3".parse().expect("ip"),
+            ],
             ipv6: true,
             pod_name: None,
             pod_ip: None,
@@ -624,7 +668,8 @@ mod tests {
     }
 
     fn cli(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("shoal").chain(args.iter().copied())).expect("valid flags")
+        Cli::try_parse_from(std::iter::once("shoal").chain(args.iter().copied()))
+            .expect("valid flags")
     }
 
     fn file(text: &str) -> FileConfigText {
@@ -644,7 +689,10 @@ mod tests {
         ));
         assert_eq!(config.node.name, "box");
         assert_eq!(config.node.bind, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
-        assert_eq!(config.node.advertise, "10.1.2.3".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            config.node.advertise,
+            "10.1.2.3".parse::<IpAddr>().expect("ip")
+        );
         assert_eq!(config.membership, MembershipConfig::Lone);
         assert_eq!(config.node.ports.service, 3000);
     }
@@ -657,7 +705,10 @@ mod tests {
         facts.pod_ip = Some("10.8.8.8".parse().expect("ip"));
         let config = resolve(&cli(&[]), Some(&file(text)), &facts).expect("valid");
         assert_eq!(config.node.name, "from-env");
-        assert_eq!(config.node.advertise, "10.8.8.8".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            config.node.advertise,
+            "10.8.8.8".parse::<IpAddr>().expect("ip")
+        );
         assert_eq!(config.node.ports.service, 3100);
         let config = resolve(
             &cli(&["--node-name", "from-flag", "--service-port", "3200"]),
@@ -672,8 +723,8 @@ mod tests {
 
     #[test]
     fn a_file_without_groups_is_refused() {
-        let error = resolve(&cli(&[]), Some(&file("node: { name: a }\n")), &host())
-            .expect_err("no groups");
+        let error =
+            resolve(&cli(&[]), Some(&file("node: { name: a }\n")), &host()).expect_err("no groups");
         assert_eq!(error.field.as_deref(), Some("groups"));
         assert_eq!(error.file, Some(PathBuf::from("shoal.yaml")));
     }
@@ -682,11 +733,26 @@ mod tests {
     fn bad_groups_are_named() {
         let cases = [
             ("groups: { _x: { loader: { demo: {} } } }", "groups._x"),
-            ("groups: { g: { loader: { http: { url: 'http://o/x' } } } }", "groups.g.loader.http.url"),
-            ("groups: { g: { hot_fraction: 2, loader: { demo: {} } } }", "groups.g.hot_fraction"),
-            ("groups: { g: { loader: { demo: {} } } }\ndefault_group: h", "default_group"),
-            ("groups: { g: { loader: { demo: { delay: 5s } } } }", "peer.timeout"),
-            ("groups: { g: { loader: { http: { url: 'http://o/{key}', headers: { 'a b': x } } } } }", "groups.g.loader.http.headers.a b"),
+            (
+                "groups: { g: { loader: { http: { url: 'http://o/x' } } } }",
+                "groups.g.loader.http.url",
+            ),
+            (
+                "groups: { g: { hot_fraction: 2, loader: { demo: {} } } }",
+                "groups.g.hot_fraction",
+            ),
+            (
+                "groups: { g: { loader: { demo: {} } } }\ndefault_group: h",
+                "default_group",
+            ),
+            (
+                "groups: { g: { loader: { demo: { delay: 5s } } } }",
+                "peer.timeout",
+            ),
+            (
+                "groups: { g: { loader: { http: { url: 'http://o/{key}', headers: { 'a b': x } } } } }",
+                "groups.g.loader.http.headers.a b",
+            ),
         ];
         for (text, field) in cases {
             let error = resolve(&cli(&[]), Some(&file(text)), &host()).expect_err(text);
@@ -701,7 +767,12 @@ mod tests {
         assert_eq!(error.field.as_deref(), Some("--peer"));
         assert!(error.to_string().contains("127.0.0.2:8000"), "{error}");
 
-        let args = ["--advertise", "127.0.0.2", "--peer", "127.0.0.2,127.0.0.3:8000,[::1]:8001"];
+        let args = [
+            "--advertise",
+            "127.0.0.2",
+            "--peer",
+            "127.0.0.2,127.0.0.3:8000,[::1]:8001",
+        ];
         let config = resolve(&cli(&args), None, &host()).expect("self present");
         let MembershipConfig::Static(peers) = config.membership else {
             panic!("static membership expected");
@@ -722,11 +793,16 @@ mod tests {
     fn error_names_file_line_and_field() {
         let error = resolve(
             &cli(&[]),
-            Some(&file("groups:\n  g:\n    ttl: forever\n    loader: { demo: {} }\n")),
+            Some(&file(
+                "groups:\n  g:\n    ttl: forever\n    loader: { demo: {} }\n",
+            )),
             &host(),
         )
         .expect_err("bad duration");
         let text = error.to_string();
-        assert!(text.starts_with("config file shoal.yaml, line 3, field `groups.g.ttl`"), "{text}");
+        assert!(
+            text.starts_with("config file shoal.yaml, line 3, field `groups.g.ttl`"),
+            "{text}"
+        );
     }
 }

@@ -55,8 +55,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(text)
-        .map_err(|_| format!("`{text}` is not a duration: write a number with ms, s, m or h, e.g. 400ms"))
+    humantime::parse_duration(text).map_err(|_| {
+        format!("`{text}` is not a duration: write a number with ms, s, m or h, e.g. 400ms")
+    })
 }
 
 /// Serde adapter for `Option<Duration>` fields written as `400ms`.
@@ -76,9 +77,7 @@ pub mod duration {
                 if n == 0 {
                     Ok(Some(Duration::ZERO))
                 } else {
-                    Err(E::custom(format!(
-                        "`{n}` has no unit: write {n}s or {n}ms"
-                    )))
+                    Err(E::custom(format!("`{n}` has no unit: write {n}s or {n}ms")))
                 }
             }
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {

@@ -1,0 +1,47 @@
+//! The node's groups by name, and the default group.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::group::{Group, GroupStats};
+
+pub struct Groups {
+    by_name: HashMap<String, Arc<Group>>,
+    default: Option<Arc<Group>>,
+}
+
+impl Groups {
+    pub fn new(groups: impl IntoIterator<Item = Arc<Group>>, default: Option<&str>) -> Self {
+        let by_name: HashMap<String, Arc<Group>> = groups
+            .into_iter()
+            .map(|group| (group.name().to_owned(), group))
+            .collect();
+        let default = default.and_then(|name| by_name.get(name).cloned());
+        Self { by_name, default }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Group>> {
+        self.by_name.get(name)
+    }
+
+    pub fn default_group(&self) -> Option<&Arc<Group>> {
+        self.default.as_ref()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Group>> {
+        self.by_name.values()
+    }
+
+    /// The largest `max_value` of any group: the most a PUT body may hold.
+    pub fn largest_max_value(&self) -> u64 {
+        self.iter().map(|g| g.config().max_value).max().unwrap_or(0)
+    }
+
+    /// Every group's stats, by name, sorted.
+    pub fn stats(&self) -> std::collections::BTreeMap<String, GroupStats> {
+        self.by_name
+            .iter()
+            .map(|(name, group)| (name.clone(), group.stats()))
+            .collect()
+    }
+}

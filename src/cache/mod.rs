@@ -1,0 +1,22 @@
+//! The cache: groups of keys, each with a main cache for the keys this node
+//! owns and a hot cache for popular keys owned by others, singleflight
+//! loading, TTLs and stats. It reads the ring from a snapshot and reaches
+//! other nodes through the [`Peers`] trait; it knows nothing of HTTP or of
+//! where membership comes from.
+
+mod admission;
+mod epochs;
+mod error;
+mod group;
+mod groups;
+mod peers;
+mod singleflight;
+mod store;
+mod value;
+
+pub use error::GroupError;
+pub use group::{Fetched, Group, GroupStats, Requester, RingView};
+pub use groups::Groups;
+pub use peers::{PeerError, PeerValue, Peers};
+pub use store::StoreStats;
+pub use value::{Source, Value};

@@ -1,0 +1,178 @@
+//! One byte-bounded cache (main or hot): a moka cache weighed in bytes, with
+//! per-entry expiry and the counters `/_stats` reports.
+
+use std::time::Duration;
+
+use moka::Expiry;
+use moka::notification::RemovalCause;
+use moka::sync::Cache;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::value::Entry;
+use crate::metrics::CacheMetrics;
+
+pub struct Store {
+    cache: Cache<String, Entry>,
+    capacity: u64,
+    metrics: CacheMetrics,
+}
+
+/// One cache's figures, as `/_stats` reports them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StoreStats {
+    pub bytes: u64,
+    pub items: u64,
+    pub gets: u64,
+    pub hits: u64,
+    pub evictions: u64,
+}
+
+/// Lets moka reclaim expired entries' memory. Freshness itself is decided by
+/// [`Entry::is_fresh`] on tokio's clock, so tests can move time.
+struct EntryExpiry;
+
+impl Expiry<String, Entry> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        entry: &Entry,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        entry.remaining(Instant::now())
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        entry: &Entry,
+        _updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        entry.remaining(Instant::now())
+    }
+}
+
+impl Store {
+    pub fn new(capacity: u64, metrics: CacheMetrics) -> Self {
+        let evictions = metrics.evictions.clone();
+        let cache = Cache::builder()
+            .max_capacity(capacity)
+            .weigher(|key: &String, entry: &Entry| entry.weight(key))
+            .expire_after(EntryExpiry)
+            .eviction_listener(move |_key, _entry, cause| {
+                if cause == RemovalCause::Size {
+                    evictions.inc();
+                }
+            })
+            .build();
+        Self {
+            cache,
+            capacity,
+            metrics,
+        }
+    }
+
+    /// The entry for `key` if it is present and fresh at `now`.
+    pub fn get(&self, key: &str, now: Instant) -> Option<Entry> {
+        self.metrics.gets.inc();
+        let entry = self.cache.get(key)?;
+        if entry.is_fresh(now) {
+            self.metrics.hits.inc();
+            Some(entry)
+        } else {
+            self.cache.invalidate(key);
+            None
+        }
+    }
+
+    pub fn insert(&self, key: &str, entry: Entry) {
+        if self.capacity > 0 && u64::from(entry.weight(key)) <= self.capacity {
+            self.cache.insert(key.to_owned(), entry);
+        }
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.cache.invalidate(key);
+    }
+
+    /// Current figures; also refreshes the byte and item gauges.
+    pub fn stats(&self) -> StoreStats {
+        // moka applies writes in batches; settle them so the sizes are exact.
+        self.cache.run_pending_tasks();
+        let bytes = self.cache.weighted_size();
+        let items = self.cache.entry_count();
+        self.metrics
+            .bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.metrics
+            .items
+            .set(i64::try_from(items).unwrap_or(i64::MAX));
+        StoreStats {
+            bytes,
+            items,
+            gets: self.metrics.gets.get(),
+            hits: self.metrics.hits.get(),
+            evictions: self.metrics.evictions.get(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::value::{ENTRY_OVERHEAD, EntryKind, Value};
+    use crate::metrics::Metrics;
+
+    fn store(capacity: u64) -> Store {
+        Store::new(capacity, Metrics::new().group("g").main)
+    }
+
+    fn entry(len: usize, ttl: Option<Duration>) -> Entry {
+        Entry::new(
+            EntryKind::Found(Value::new(vec![b'x'; len], None)),
+            ttl,
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn stays_within_capacity() {
+        let store = store(100 * (1000 + ENTRY_OVERHEAD + 8));
+        for i in 0..1000 {
+            store.insert(&format!("key-{i:04}"), entry(1000, None));
+        }
+        let stats = store.stats();
+        assert!(
+            stats.bytes <= 100 * (1000 + ENTRY_OVERHEAD + 8),
+            "{stats:?}"
+        );
+        assert!(stats.items <= 100 && stats.items > 50, "{stats:?}");
+        assert!(stats.evictions > 0, "{stats:?}");
+    }
+
+    #[test]
+    fn an_entry_larger_than_the_cache_is_not_kept() {
+        let store = store(500);
+        store.insert("big", entry(1000, None));
+        assert!(store.get("big", Instant::now()).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_are_misses() {
+        let store = store(1 << 20);
+        store.insert("k", entry(10, Some(Duration::from_secs(5))));
+        assert!(store.get("k", Instant::now()).is_some());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(store.get("k", Instant::now()).is_none());
+        let stats = store.stats();
+        assert_eq!((stats.gets, stats.hits), (2, 1));
+    }
+
+    #[test]
+    fn zero_capacity_keeps_nothing() {
+        let store = store(0);
+        store.insert("k", entry(1, None));
+        assert!(store.get("k", Instant::now()).is_none());
+    }
+}

@@ -1,0 +1,183 @@
+//! Values, cache entries and the TTL policy. Pure: no I/O, no clocks read
+//! here except through the `now` the caller passes in.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use tokio::time::Instant;
+
+/// A cached value: its bytes and the content type the origin gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    pub bytes: Bytes,
+    pub content_type: Option<HeaderValue>,
+}
+
+impl Value {
+    pub fn new(bytes: impl Into<Bytes>, content_type: Option<HeaderValue>) -> Self {
+        Self {
+            bytes: bytes.into(),
+            content_type,
+        }
+    }
+}
+
+/// Where a value came from, as the `x-shoal-source` header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// This node's main cache (keys it owns).
+    Main,
+    /// This node's hot cache (popular keys owned by others).
+    Hot,
+    /// Fetched from the owner.
+    Peer,
+    /// Loaded from the origin by this node.
+    Origin,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Main => "main",
+            Source::Hot => "hot",
+            Source::Peer => "peer",
+            Source::Origin => "origin",
+        }
+    }
+
+    /// Index into [`crate::metrics::SOURCES`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a cache holds for a key: a value, or a remembered origin 404.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub kind: EntryKind,
+    /// `None`: does not expire.
+    pub expires_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+pub enum EntryKind {
+    Found(Value),
+    NotFound,
+}
+
+/// Bytes an entry costs beyond its key and value: moka's node, our entry
+/// struct and the map slot, measured roughly. Counting it keeps a cache of
+/// many small values within its capacity too.
+pub const ENTRY_OVERHEAD: u64 = 160;
+
+impl Entry {
+    pub fn new(kind: EntryKind, ttl: Option<Duration>, now: Instant) -> Self {
+        Self {
+            kind,
+            expires_at: ttl.map(|ttl| now + ttl),
+        }
+    }
+
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+
+    /// Time left to live, `None` for no expiry.
+    pub fn remaining(&self, now: Instant) -> Option<Duration> {
+        self.expires_at.map(|at| at.saturating_duration_since(now))
+    }
+
+    /// What the entry weighs against the cache's capacity.
+    pub fn weight(&self, key: &str) -> u32 {
+        let value = match &self.kind {
+            EntryKind::Found(value) => {
+                value.bytes.len() + value.content_type.as_ref().map_or(0, HeaderValue::len)
+            }
+            EntryKind::NotFound => 0,
+        };
+        let total = key.len() as u64 + value as u64 + ENTRY_OVERHEAD;
+        u32::try_from(total).unwrap_or(u32::MAX)
+    }
+}
+
+/// The TTL for a value this node stores as owner: the group's TTL, capped by
+/// the origin's `max-age`. `None` means no expiry; `Some(ZERO)` means do not
+/// store.
+pub fn owner_ttl(
+    group_ttl: Option<Duration>,
+    origin_max_age: Option<Duration>,
+) -> Option<Duration> {
+    min_ttl(group_ttl, origin_max_age)
+}
+
+/// The TTL for a hot (non-owner) copy: what the owner said is left, capped by
+/// the group's `hot_ttl`.
+pub fn hot_ttl(remaining: Option<Duration>, hot_ttl: Option<Duration>) -> Option<Duration> {
+    min_ttl(remaining, hot_ttl)
+}
+
+fn min_ttl(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// True when a value with this TTL should be stored at all.
+pub fn worth_storing(ttl: Option<Duration>) -> bool {
+    ttl.is_none_or(|ttl| !ttl.is_zero())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn origin_max_age_caps_group_ttl() {
+        assert_eq!(owner_ttl(None, None), None);
+        assert_eq!(owner_ttl(Some(S(300)), None), Some(S(300)));
+        assert_eq!(owner_ttl(None, Some(S(10))), Some(S(10)));
+        assert_eq!(owner_ttl(Some(S(300)), Some(S(10))), Some(S(10)));
+        assert_eq!(owner_ttl(Some(S(5)), Some(S(10))), Some(S(5)));
+    }
+
+    #[test]
+    fn hot_copy_never_outlives_hot_ttl_or_owner() {
+        assert_eq!(hot_ttl(None, Some(S(60))), Some(S(60)));
+        assert_eq!(hot_ttl(Some(S(5)), Some(S(60))), Some(S(5)));
+        assert_eq!(hot_ttl(Some(S(500)), Some(S(60))), Some(S(60)));
+        assert_eq!(hot_ttl(None, None), None);
+    }
+
+    #[test]
+    fn zero_ttl_is_not_stored() {
+        assert!(worth_storing(None));
+        assert!(worth_storing(Some(S(1))));
+        assert!(!worth_storing(Some(Duration::ZERO)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire_on_time() {
+        let now = Instant::now();
+        let entry = Entry::new(EntryKind::NotFound, Some(S(10)), now);
+        assert!(entry.is_fresh(now));
+        tokio::time::advance(S(4)).await;
+        assert_eq!(entry.remaining(Instant::now()), Some(S(6)));
+        tokio::time::advance(S(6)).await;
+        assert!(!entry.is_fresh(Instant::now()));
+        assert!(Entry::new(EntryKind::NotFound, None, now).is_fresh(Instant::now()));
+    }
+
+    #[test]
+    fn weight_counts_key_value_and_overhead() {
+        let entry = Entry::new(
+            EntryKind::Found(Value::new(vec![0u8; 1000], None)),
+            None,
+            Instant::now(),
+        );
+        assert_eq!(u64::from(entry.weight("abcd")), 1004 + ENTRY_OVERHEAD);
+    }
+}

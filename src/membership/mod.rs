@@ -1,0 +1,108 @@
+//! Who is in the cluster. Membership is published as a snapshot on a watch
+//! channel; the node turns each snapshot into a ring. This source is
+//! a fixed peer list (or a lone node); SWIM gossip publishes the same
+//! snapshots.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    Alive,
+    Suspect,
+    Down,
+}
+
+impl MemberState {
+    pub const ALL: [MemberState; 3] = [MemberState::Alive, MemberState::Suspect, MemberState::Down];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Alive => "alive",
+            MemberState::Suspect => "suspect",
+            MemberState::Down => "down",
+        }
+    }
+
+    /// Alive and suspect members own keys; down ones do not.
+    pub fn on_ring(self) -> bool {
+        !matches!(self, MemberState::Down)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberInfo {
+    pub name: String,
+    /// The member's advertised IP.
+    pub addr: IpAddr,
+    pub peer_port: u16,
+    pub state: MemberState,
+    pub incarnation: u64,
+}
+
+impl MemberInfo {
+    /// The member's id on the ring.
+    pub fn id(&self) -> SocketAddr {
+        SocketAddr::new(self.addr, self.peer_port)
+    }
+}
+
+/// One view of the membership, this node included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Members {
+    #[serde(rename = "self")]
+    pub self_name: String,
+    pub members: Vec<MemberInfo>,
+}
+
+impl Members {
+    /// A node on its own.
+    pub fn lone(self_name: &str, self_id: SocketAddr) -> Self {
+        Self::fixed(self_name, self_id, &[self_id])
+    }
+
+    /// A fixed peer list: every peer is alive. Peers other than this node
+    /// are named by their address, which is all the list says of them.
+    pub fn fixed(self_name: &str, self_id: SocketAddr, peers: &[SocketAddr]) -> Self {
+        let members = peers
+            .iter()
+            .map(|&peer| MemberInfo {
+                name: if peer == self_id {
+                    self_name.to_owned()
+                } else {
+                    peer.to_string()
+                },
+                addr: peer.ip(),
+                peer_port: peer.port(),
+                state: MemberState::Alive,
+                incarnation: 0,
+            })
+            .collect();
+        Self {
+            self_name: self_name.to_owned(),
+            members,
+        }
+    }
+
+    pub fn count(&self, state: MemberState) -> usize {
+        self.members.iter().filter(|m| m.state == state).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_members_are_alive_and_self_is_named() {
+        let me: SocketAddr = "127.0.0.2:8000".parse().expect("addr");
+        let other: SocketAddr = "127.0.0.3:8000".parse().expect("addr");
+        let members = Members::fixed("a", me, &[me, other]);
+        assert_eq!(members.count(MemberState::Alive), 2);
+        assert_eq!(members.members[0].name, "a");
+        assert_eq!(members.members[1].name, "127.0.0.3:8000");
+        assert_eq!(members.members[1].id(), other);
+    }
+}

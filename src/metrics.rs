@@ -1,0 +1,304 @@
+//! The Prometheus registry and the handles the rest of the node records into.
+//!
+//! Every metric is created once here; callers get pre-labelled handles (one
+//! [`GroupMetrics`] per group) so the hot path never looks a label up. The
+//! groupcache counters that `/_stats` reports are read back from the same
+//! counters, so the two views cannot disagree.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets from 50 µs to 10 s: cache hits land in the first few,
+/// origin loads in the last.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
+/// Where a response's bytes came from, as the `source` label and the
+/// `x-shoal-source` header say.
+pub const SOURCES: [&str; 5] = ["main", "hot", "peer", "origin", "error"];
+
+pub struct Metrics {
+    registry: Registry,
+    gets: IntCounterVec,
+    cache_gets: IntCounterVec,
+    cache_hits: IntCounterVec,
+    peer_loads: IntCounterVec,
+    peer_errors: IntCounterVec,
+    loads: IntCounterVec,
+    loads_deduped: IntCounterVec,
+    local_loads: IntCounterVec,
+    local_load_errors: IntCounterVec,
+    server_requests: IntCounterVec,
+    cache_bytes: IntGaugeVec,
+    cache_items: IntGaugeVec,
+    cache_evictions: IntCounterVec,
+    request_duration: HistogramVec,
+    origin_request_duration: HistogramVec,
+    pub peer_request_duration: Histogram,
+    members: IntGaugeVec,
+    pub ring_members: IntGauge,
+    pub membership_changes: IntCounter,
+    peer_rejected: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help).namespace("shoal"), labels)
+        .expect("static metric definition is valid");
+    registry
+        .register(Box::new(vec.clone()))
+        .expect("metric names are unique");
+    vec
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let vec = IntGaugeVec::new(Opts::new(name, help).namespace("shoal"), labels)
+        .expect("static metric definition is valid");
+    registry
+        .register(Box::new(vec.clone()))
+        .expect("metric names are unique");
+    vec
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help)
+        .namespace("shoal")
+        .buckets(LATENCY_BUCKETS.to_vec());
+    let vec = HistogramVec::new(opts, labels).expect("static metric definition is valid");
+    registry
+        .register(Box::new(vec.clone()))
+        .expect("metric names are unique");
+    vec
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let g = &["group"];
+        let gc = &["group", "cache"];
+        let build_info = gauge(
+            &r,
+            "build_info",
+            "Build information; always 1.",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let peer_request_duration = histogram(
+            &r,
+            "peer_request_duration_seconds",
+            "Time to fetch a value from its owner over the peer API.",
+            &[],
+        )
+        .with_label_values::<&str>(&[]);
+        let metrics = Self {
+            gets: counter(&r, "gets_total", "Get requests, from clients and peers.", g),
+            cache_gets: counter(&r, "cache_gets_total", "Lookups in a cache.", gc),
+            cache_hits: counter(&r, "cache_hits_total", "Lookups answered by a cache.", gc),
+            peer_loads: counter(
+                &r,
+                "peer_loads_total",
+                "Values fetched from their owner.",
+                g,
+            ),
+            peer_errors: counter(
+                &r,
+                "peer_errors_total",
+                "Failed requests to other nodes.",
+                g,
+            ),
+            loads: counter(&r, "loads_total", "Gets that missed both caches.", g),
+            loads_deduped: counter(
+                &r,
+                "loads_deduped_total",
+                "Loads left after singleflight merged concurrent ones.",
+                g,
+            ),
+            local_loads: counter(
+                &r,
+                "local_loads_total",
+                "Loads this node ran against the origin.",
+                g,
+            ),
+            local_load_errors: counter(
+                &r,
+                "local_load_errors_total",
+                "Origin loads that failed.",
+                g,
+            ),
+            server_requests: counter(
+                &r,
+                "server_requests_total",
+                "Get requests received from other nodes.",
+                g,
+            ),
+            cache_bytes: gauge(
+                &r,
+                "cache_bytes",
+                "Bytes held by a cache, entries' overhead included.",
+                gc,
+            ),
+            cache_items: gauge(&r, "cache_items", "Entries held by a cache.", gc),
+            cache_evictions: counter(
+                &r,
+                "cache_evictions_total",
+                "Entries evicted to stay within capacity.",
+                gc,
+            ),
+            request_duration: histogram(
+                &r,
+                "request_duration_seconds",
+                "Service API request latency by where the answer came from.",
+                &["group", "source"],
+            ),
+            origin_request_duration: histogram(
+                &r,
+                "origin_request_duration_seconds",
+                "Time the origin (loader) took to answer.",
+                g,
+            ),
+            peer_request_duration,
+            members: gauge(&r, "members", "Known members by state.", &["state"]),
+            ring_members: IntGauge::with_opts(
+                Opts::new("ring_members", "Members on the hash ring.").namespace("shoal"),
+            )
+            .expect("static metric definition is valid"),
+            membership_changes: IntCounter::with_opts(
+                Opts::new("membership_changes_total", "Changes to the member list.")
+                    .namespace("shoal"),
+            )
+            .expect("static metric definition is valid"),
+            peer_rejected: counter(
+                &r,
+                "peer_rejected_total",
+                "Peer API requests refused, by reason.",
+                &["reason"],
+            ),
+            registry: r,
+        };
+        metrics
+            .registry
+            .register(Box::new(metrics.ring_members.clone()))
+            .expect("metric names are unique");
+        metrics
+            .registry
+            .register(Box::new(metrics.membership_changes.clone()))
+            .expect("metric names are unique");
+        metrics
+    }
+
+    /// Pre-labelled handles for one group.
+    pub fn group(&self, group: &str) -> GroupMetrics {
+        let cache = |name: &str| CacheMetrics {
+            gets: self.cache_gets.with_label_values(&[group, name]),
+            hits: self.cache_hits.with_label_values(&[group, name]),
+            bytes: self.cache_bytes.with_label_values(&[group, name]),
+            items: self.cache_items.with_label_values(&[group, name]),
+            evictions: self.cache_evictions.with_label_values(&[group, name]),
+        };
+        let request_duration =
+            SOURCES.map(|source| self.request_duration.with_label_values(&[group, source]));
+        GroupMetrics {
+            gets: self.gets.with_label_values(&[group]),
+            peer_loads: self.peer_loads.with_label_values(&[group]),
+            peer_errors: self.peer_errors.with_label_values(&[group]),
+            loads: self.loads.with_label_values(&[group]),
+            loads_deduped: self.loads_deduped.with_label_values(&[group]),
+            local_loads: self.local_loads.with_label_values(&[group]),
+            local_load_errors: self.local_load_errors.with_label_values(&[group]),
+            server_requests: self.server_requests.with_label_values(&[group]),
+            origin_duration: self.origin_request_duration.with_label_values(&[group]),
+            peer_duration: self.peer_request_duration.clone(),
+            request_duration,
+            main: cache("main"),
+            hot: cache("hot"),
+        }
+    }
+
+    /// Sets the member count for one state (`alive`, `suspect`, `down`).
+    pub fn set_members(&self, state: &str, count: usize) {
+        self.members
+            .with_label_values(&[state])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a refused peer request.
+    pub fn peer_rejected(&self, reason: &str) {
+        self.peer_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One group's counters, named as groupcache's `Stats`.
+#[derive(Clone)]
+pub struct GroupMetrics {
+    pub gets: IntCounter,
+    pub peer_loads: IntCounter,
+    pub peer_errors: IntCounter,
+    pub loads: IntCounter,
+    pub loads_deduped: IntCounter,
+    pub local_loads: IntCounter,
+    pub local_load_errors: IntCounter,
+    pub server_requests: IntCounter,
+    pub origin_duration: Histogram,
+    pub peer_duration: Histogram,
+    /// Indexed like [`SOURCES`].
+    pub request_duration: [Histogram; 5],
+    pub main: CacheMetrics,
+    pub hot: CacheMetrics,
+}
+
+/// One cache's (main or hot) counters and gauges.
+#[derive(Clone)]
+pub struct CacheMetrics {
+    pub gets: IntCounter,
+    pub hits: IntCounter,
+    pub bytes: IntGauge,
+    pub items: IntGauge,
+    pub evictions: IntCounter,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_named_metrics() {
+        let metrics = Metrics::new();
+        let group = metrics.group("heavy");
+        group.gets.inc();
+        group.main.hits.inc();
+        metrics.peer_rejected("malformed");
+        let text = metrics.render();
+        assert!(
+            text.contains("shoal_gets_total{group=\"heavy\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shoal_cache_hits_total{cache=\"main\",group=\"heavy\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("shoal_build_info{version="), "{text}");
+        assert!(
+            text.contains("shoal_peer_rejected_total{reason=\"malformed\"} 1"),
+            "{text}"
+        );
+    }
+}

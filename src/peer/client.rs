@@ -1,0 +1,213 @@
+//! The requesting side of the peer API: [`HttpPeers`] implements the cache's
+//! [`Peers`] over pooled keep-alive HTTP connections.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+
+use super::protocol::{self, ERROR_HEADER, NO_STORE_HEADER, TIMEOUT_HEADER, TTL_HEADER};
+use crate::cache::{PeerError, PeerValue, Peers, Value};
+use crate::config::PeerConfig;
+use crate::loader::LoadError;
+use crate::ring::Member;
+
+pub struct HttpPeers {
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl HttpPeers {
+    pub fn new(config: &PeerConfig) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()?;
+        Ok(Self {
+            client,
+            timeout: config.timeout,
+        })
+    }
+
+    fn url(member: &Member, group: &str, key: &str) -> String {
+        format!("http://{}{}", member.id, protocol::path(group, key))
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> PeerError {
+        let detail = error_chain(&error);
+        if error.is_connect() {
+            PeerError::Unreachable {
+                refused: is_refused(&error),
+                detail,
+            }
+        } else if error.is_timeout() {
+            PeerError::Timeout(self.timeout)
+        } else {
+            PeerError::Failed(detail)
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, PeerError> {
+        request.send().await.map_err(|e| self.transport_error(e))
+    }
+
+    async fn expect_no_content(&self, response: reqwest::Response) -> Result<(), PeerError> {
+        if response.status() == StatusCode::NO_CONTENT {
+            Ok(())
+        } else {
+            Err(self.error_reply(response).await)
+        }
+    }
+
+    /// Turns an error reply into the error it reports.
+    async fn error_reply(&self, response: reqwest::Response) -> PeerError {
+        #[derive(Deserialize)]
+        struct ErrorBody {
+            error: String,
+        }
+        let status = response.status();
+        let kind = header_str(response.headers(), ERROR_HEADER)
+            .unwrap_or("")
+            .to_owned();
+        let timeout = header_str(response.headers(), TIMEOUT_HEADER)
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis);
+        let body = response.bytes().await.unwrap_or_default();
+        let message = serde_json::from_slice::<ErrorBody>(&body)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        match kind.as_str() {
+            "origin-404" => PeerError::Origin(LoadError::NotFound),
+            "origin-failure" => PeerError::Origin(LoadError::Failure(message)),
+            "origin-timeout" => {
+                PeerError::Origin(LoadError::Timeout(timeout.unwrap_or(self.timeout)))
+            }
+            _ => PeerError::Failed(format!("answered {status} {kind}: {message}")),
+        }
+    }
+
+    async fn fetch_value(
+        &self,
+        owner: &Member,
+        group: &str,
+        key: &str,
+    ) -> Result<PeerValue, PeerError> {
+        let response = self
+            .send(self.client.get(Self::url(owner, group, key)))
+            .await?;
+        if response.status() != StatusCode::OK {
+            return Err(self.error_reply(response).await);
+        }
+        let headers = response.headers();
+        let remaining_ttl = header_str(headers, TTL_HEADER)
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis);
+        let no_store = headers.contains_key(NO_STORE_HEADER);
+        let content_type = headers.get(header::CONTENT_TYPE).cloned();
+        let bytes: Bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        Ok(PeerValue {
+            value: Value::new(bytes, content_type),
+            remaining_ttl,
+            no_store,
+        })
+    }
+
+    async fn store_value(
+        &self,
+        owner: &Member,
+        group: &str,
+        key: &str,
+        value: &Value,
+    ) -> Result<(), PeerError> {
+        let mut request = self
+            .client
+            .put(Self::url(owner, group, key))
+            .body(value.bytes.clone());
+        if let Some(content_type) = &value.content_type {
+            request = request.header(header::CONTENT_TYPE, content_type.clone());
+        }
+        let response = self.send(request).await?;
+        self.expect_no_content(response).await
+    }
+
+    async fn remove_value(&self, member: &Member, group: &str, key: &str) -> Result<(), PeerError> {
+        let response = self
+            .send(self.client.delete(Self::url(member, group, key)))
+            .await?;
+        self.expect_no_content(response).await
+    }
+}
+
+impl Peers for HttpPeers {
+    fn fetch<'a>(
+        &'a self,
+        owner: &'a Member,
+        group: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<PeerValue, PeerError>> {
+        self.fetch_value(owner, group, key).boxed()
+    }
+
+    fn store<'a>(
+        &'a self,
+        owner: &'a Member,
+        group: &'a str,
+        key: &'a str,
+        value: &'a Value,
+    ) -> BoxFuture<'a, Result<(), PeerError>> {
+        self.store_value(owner, group, key, value).boxed()
+    }
+
+    fn remove<'a>(
+        &'a self,
+        member: &'a Member,
+        group: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), PeerError>> {
+        self.remove_value(member, group, key).boxed()
+    }
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The error and its causes, without the URL (which holds the key).
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut detail = String::new();
+    let mut source: Option<&dyn std::error::Error> = error.source();
+    while let Some(cause) = source {
+        if !detail.is_empty() {
+            detail.push_str(": ");
+        }
+        detail.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if detail.is_empty() {
+        detail = "request failed".to_owned();
+    }
+    detail
+}
+
+fn is_refused(error: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = error.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
