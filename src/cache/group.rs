@@ -492,3 +492,6 @@ fn origin_error(error: LoadError) -> GroupError {
         LoadError::Timeout(after) => GroupError::OriginTimeout(after),
     }
 }
+
+#[cfg(test)]
+mod tests;
