@@ -22,8 +22,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // One TLS crypto provider for every client in the process.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

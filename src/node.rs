@@ -215,6 +215,13 @@ pub async fn serve(
     Ok(())
 }
 
+/// One TLS crypto provider (ring) for every client in the process: reqwest
+/// is built without one of its own, and kube uses ring, so they cannot clash.
+pub fn install_crypto_provider() {
+    // An error means one is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn advertised(ip: IpAddr, port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
