@@ -103,6 +103,7 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
+    install_crypto_provider();
     let metrics = Arc::new(Metrics::new());
     let self_id = config.node.member_id();
     let members = match &config.membership {
