@@ -15,6 +15,7 @@
 //! - [`peer`]: the node-to-node API (port 8000): its wire format, the reqwest
 //!   client the cache uses, and the axum server that answers.
 //! - [`membership`]: who is in the cluster, published as snapshots.
+//! - [`discovery`]: gossip seeds, re-resolved through DNS; whom to announce to.
 //! - [`cache`]: groups: main and hot caches (moka, weighed in bytes),
 //!   singleflight, TTLs, invalidation epochs, hot admission, stats. Reads the
 //!   ring from a snapshot; reaches peers through a trait.
@@ -23,9 +24,11 @@
 //! - [`config`]: file + environment + flags → a validated config. Pure but
 //!   for reading the file.
 //! - [`metrics`]: the Prometheus registry and pre-labelled handles.
+//! - [`security`]: the keyring, sealed gossip packets and signed peer requests.
 
 pub mod cache;
 pub mod config;
+pub mod discovery;
 pub mod http;
 pub mod loader;
 pub mod membership;
@@ -33,3 +36,4 @@ pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod ring;
+pub mod security;

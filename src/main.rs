@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         Err(e) => {
             error!(error = %e, "node failed");
             eprintln!("shoal: {e}");
-            ExitCode::from(1)
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -43,6 +43,9 @@ pub struct Metrics {
     pub ring_members: IntGauge,
     pub membership_changes: IntCounter,
     peer_rejected: IntCounterVec,
+    gossip_packets: IntCounterVec,
+    gossip_bytes: IntCounterVec,
+    gossip_rejected: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -178,6 +181,24 @@ impl Metrics {
                 "Peer API requests refused, by reason.",
                 &["reason"],
             ),
+            gossip_packets: counter(
+                &r,
+                "gossip_packets_total",
+                "Gossip datagrams, by direction.",
+                &["direction"],
+            ),
+            gossip_bytes: counter(
+                &r,
+                "gossip_bytes_total",
+                "Gossip bytes, by direction.",
+                &["direction"],
+            ),
+            gossip_rejected: counter(
+                &r,
+                "gossip_rejected_total",
+                "Gossip datagrams dropped, by reason.",
+                &["reason"],
+            ),
             registry: r,
         };
         metrics
@@ -229,6 +250,19 @@ impl Metrics {
     /// Counts a refused peer request.
     pub fn peer_rejected(&self, reason: &str) {
         self.peer_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a gossip datagram of `bytes` sent (`out`) or received (`in`).
+    pub fn gossip_packet(&self, direction: &str, bytes: usize) {
+        self.gossip_packets.with_label_values(&[direction]).inc();
+        self.gossip_bytes
+            .with_label_values(&[direction])
+            .inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
+
+    /// Counts a dropped gossip datagram.
+    pub fn gossip_rejected(&self, reason: &str) {
+        self.gossip_rejected.with_label_values(&[reason]).inc();
     }
 
     /// The registry in Prometheus text format.

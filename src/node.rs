@@ -1,30 +1,38 @@
-//! Wiring: builds the groups, the ring and the listeners from a [`Config`],
-//! serves until `shutdown` resolves, then drains and stops in order: not
-//! ready → drain (still serving) → stop accepting → wait for requests in
-//! flight.
+//! Wiring: builds the groups, the ring, the membership source and the
+//! listeners from a [`Config`], serves until `shutdown` resolves, then stops
+//! in order: not ready → leave the gossip cluster → drain (still serving) →
+//! stop accepting → wait for requests in flight → stop background loops.
+//!
+//! Membership (fixed list or gossip) is published as snapshots; a task here
+//! turns each into a ring snapshot that the groups read. This is the only
+//! module that knows both the cache and membership.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::cache::{Group, Groups, RingView};
-use crate::config::{Config, MembershipConfig};
+use crate::cache::{CopyDrop, CopyDrops, Group, Groups, RingView};
+use crate::config::{Config, GossipConfig, MembershipConfig};
+use crate::discovery::{self, Seed, SeedResolver, SeedSettings};
 use crate::http::admin::{self, AdminState, Readiness};
 use crate::http::service::{self, ServiceState};
 use crate::loader::Loader;
-use crate::membership::{MemberState, Members};
+use crate::membership::{
+    Gossip, GossipSender, GossipSettings, Invalidation, MemberState, Members, NodeId,
+};
 use crate::metrics::Metrics;
 use crate::peer::client::HttpPeers;
 use crate::peer::server::{self as peer_server, PeerState};
 use crate::ring::{Member, Ring};
+use crate::security::{self, Keyring, KeyringError};
 
 #[derive(Debug, Error)]
 pub enum NodeError {
@@ -36,6 +44,25 @@ pub enum NodeError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("{0}")]
+    Keyring(#[from] KeyringError),
+    #[error("{0}")]
+    Discovery(#[from] discovery::DiscoveryError),
+    #[error("cannot listen on {addr} (gossip port): {source}")]
+    GossipBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl NodeError {
+    /// 2 for a bad file named by the config (as for config errors), else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            NodeError::Keyring(_) => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// The listeners a node serves on, bound before it starts so that a port in
@@ -106,22 +133,63 @@ pub async fn serve(
     install_crypto_provider();
     let metrics = Arc::new(Metrics::new());
     let self_id = config.node.member_id();
-    let members = match &config.membership {
-        MembershipConfig::Lone => Members::lone(&config.node.name, self_id),
-        MembershipConfig::Static(peers) => Members::fixed(&config.node.name, self_id, peers),
-    };
-    for state in MemberState::ALL {
-        metrics.set_members(state.as_str(), members.count(state));
-    }
-    let ring = ring_of(&members);
-    metrics
-        .ring_members
-        .set(i64::try_from(ring.len()).unwrap_or(i64::MAX));
-    // The senders stay alive for the node's life: membership sources publish here.
-    let (_members_tx, members_rx) = watch::channel(Arc::new(members));
-    let (_ring_tx, ring_rx) = watch::channel(Arc::new(ring));
+    // Background loops (keyring watch, gossip helpers) stop last.
+    let stop_loops = CancellationToken::new();
+    let mut loops = JoinSet::new();
 
-    let peers = Arc::new(HttpPeers::new(&config.peer)?);
+    let keyring = match &config.keyring_file {
+        Some(path) => {
+            let initial = Keyring::load(path)?;
+            info!(path = %path.display(), keys = initial.len(), fingerprints = %initial.fingerprints(), "keyring loaded");
+            Some(security::spawn_watch(
+                path.clone(),
+                initial,
+                stop_loops.clone(),
+            ))
+        }
+        None => None,
+    };
+    let mut peers = HttpPeers::new(&config.peer)?;
+    if let Some(keyring) = &keyring {
+        peers = peers.with_signing(self_id, keyring.clone());
+    }
+    let peers = Arc::new(peers);
+
+    // The membership source: a fixed snapshot, or gossip.
+    let (invalidations_tx, invalidations_rx) = mpsc::unbounded_channel();
+    let (copy_drops, copy_drops_rx, gossip, fixed_members) = match &config.membership {
+        MembershipConfig::Lone => {
+            let members = Members::lone(&config.node.name, self_id);
+            (CopyDrops::Fanout, None, None, Some(members))
+        }
+        MembershipConfig::Static(list) => {
+            let members = Members::fixed(&config.node.name, self_id, list);
+            (CopyDrops::Fanout, None, None, Some(members))
+        }
+        MembershipConfig::Gossip(gossip_config) => {
+            let gossip = start_gossip(
+                &config,
+                gossip_config,
+                keyring.clone(),
+                &metrics,
+                invalidations_tx,
+            )
+            .await?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            (CopyDrops::Broadcast(tx), Some(rx), Some(gossip), None)
+        }
+    };
+    let (fixed_members_tx, members_rx) = match (&gossip, fixed_members) {
+        (Some(gossip), _) => (None, gossip.members()),
+        (None, members) => {
+            let members = members.unwrap_or_else(|| Members::lone(&config.node.name, self_id));
+            let (tx, rx) = watch::channel(Arc::new(members));
+            (Some(tx), rx)
+        }
+    };
+    let (ring_tx, ring_rx) = watch::channel(Arc::new(ring_of(&members_rx.borrow())));
+    publish_membership_metrics(&metrics, &members_rx.borrow(), ring_rx.borrow().len());
+
     let origin_client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .no_proxy()
@@ -134,6 +202,7 @@ pub async fn serve(
             Loader::new(&group_config.loader, &origin_client),
             Arc::clone(&peers) as _,
             ring_view.clone(),
+            copy_drops.clone(),
             metrics.group(name),
         ))
     });
@@ -142,15 +211,64 @@ pub async fn serve(
         config.default_group.as_deref(),
     ));
 
+    loops.spawn(follow_membership(
+        members_rx.clone(),
+        ring_tx,
+        Arc::clone(&metrics),
+        stop_loops.clone(),
+    ));
+    loops.spawn(apply_invalidations(
+        invalidations_rx,
+        Arc::clone(&groups),
+        self_id,
+    ));
+
     let readiness = Arc::new(Readiness::default());
+    if let (Some(gossip), MembershipConfig::Gossip(gossip_config)) = (&gossip, &config.membership) {
+        let sender = gossip.sender();
+        if let Some(rx) = copy_drops_rx {
+            loops.spawn(broadcast_copy_drops(rx, sender.clone()));
+        }
+        let me = SocketAddr::new(config.node.advertise, config.node.ports.gossip);
+        let seeds = Seed::parse_all(&gossip_config.seeds, config.node.ports.gossip)?;
+        let resolver = SeedResolver::new(gossip_config.dns_server)?;
+        let (announce_tx, announce_rx) = mpsc::channel(64);
+        let (ready_tx, ready_rx) = watch::channel(false);
+        let members_view = members_rx.clone();
+        let gossip_members = move || {
+            members_view
+                .borrow()
+                .members
+                .iter()
+                .filter(|m| m.state.on_ring())
+                .map(|m| SocketAddr::new(m.addr, m.gossip_port))
+                .collect()
+        };
+        loops.spawn(discovery::run_seed_loop(
+            SeedSettings::new(seeds, me, gossip_config.resolve_interval),
+            resolver,
+            gossip_members,
+            gossip.joined(),
+            announce_tx,
+            ready_tx,
+            stop_loops.clone(),
+        ));
+        loops.spawn(forward_announces(announce_rx, sender));
+        loops.spawn(become_ready(ready_rx, Arc::clone(&readiness)));
+    }
+
     let service = service::router(Arc::new(ServiceState {
         groups: Arc::clone(&groups),
         max_key: config.node.max_key,
     }));
-    let peer = peer_server::router(Arc::new(PeerState {
+    let peer_state = Arc::new(PeerState {
         groups: Arc::clone(&groups),
         metrics: Arc::clone(&metrics),
-    }));
+    });
+    let peer = match &keyring {
+        Some(keyring) => peer_server::signed_router(peer_state, keyring.clone()),
+        None => peer_server::router(peer_state),
+    };
     let admin = admin::router(Arc::new(AdminState {
         groups: Arc::clone(&groups),
         metrics: Arc::clone(&metrics),
@@ -160,24 +278,7 @@ pub async fn serve(
         max_key: config.node.max_key,
     }));
 
-    let addr = |listener: &TcpListener| {
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    };
-    info!(
-        node = %config.node.name,
-        service = %addr(&listeners.service),
-        peer = %addr(&listeners.peer),
-        admin = %addr(&listeners.admin),
-        advertise = %advertised(config.node.advertise, config.node.ports.peer),
-        members = ring_view.snapshot().len(),
-        groups = %config.groups.keys().cloned().collect::<Vec<_>>().join(","),
-        default_group = config.default_group.as_deref().unwrap_or("-"),
-        "shoal node started"
-    );
-
+    log_start(&config, &listeners, keyring.is_some());
     let stop_serving = CancellationToken::new();
     let mut servers = JoinSet::new();
     for (name, listener, router) in [
@@ -195,12 +296,17 @@ pub async fn serve(
             }
         });
     }
-    // A lone or fixed-membership node is ready once its listeners are up.
-    readiness.set_ready();
+    if gossip.is_none() {
+        // A lone or fixed-membership node is ready once its listeners are up.
+        readiness.set_ready();
+    }
 
     shutdown.await;
     readiness.start_draining();
-    info!(drain = %humantime::format_duration(config.node.drain), "shutting down: not ready, draining");
+    info!(drain = %humantime::format_duration(config.node.drain), "shutting down: not ready");
+    if let Some(gossip) = gossip {
+        gossip.leave(Duration::from_secs(1)).await;
+    }
     tokio::time::sleep(config.node.drain).await;
     stop_serving.cancel();
     // Requests still in flight get as long as a peer fetch may take.
@@ -212,8 +318,156 @@ pub async fn serve(
     if finished.is_err() {
         warn!("requests still in flight after the drain; stopping anyway");
     }
+    stop_loops.cancel();
+    loops.abort_all();
+    drop(fixed_members_tx);
     info!("shoal node stopped");
     Ok(())
+}
+
+async fn start_gossip(
+    config: &Config,
+    gossip: &GossipConfig,
+    keyring: Option<watch::Receiver<Arc<Keyring>>>,
+    metrics: &Arc<Metrics>,
+    invalidations: mpsc::UnboundedSender<Invalidation>,
+) -> Result<Gossip, NodeError> {
+    let node = &config.node;
+    let generation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(1);
+    let identity = NodeId::new(
+        &node.name,
+        SocketAddr::new(node.advertise, node.ports.gossip),
+        node.ports.peer,
+        generation,
+    );
+    let bind = SocketAddr::new(node.bind, node.ports.gossip);
+    let settings = GossipSettings {
+        identity,
+        bind,
+        swim: gossip.swim.clone(),
+        keyring,
+    };
+    Gossip::start(settings, Arc::clone(metrics), invalidations)
+        .await
+        .map_err(|source| NodeError::GossipBind { addr: bind, source })
+}
+
+/// Turns every membership snapshot into a ring snapshot.
+async fn follow_membership(
+    mut members: watch::Receiver<Arc<Members>>,
+    ring: watch::Sender<Arc<Ring>>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = members.changed() => if changed.is_err() { return },
+        }
+        let snapshot = Arc::clone(&members.borrow_and_update());
+        let next = ring_of(&snapshot);
+        let previous = Arc::clone(&ring.borrow());
+        let changes = next
+            .members()
+            .iter()
+            .filter(|m| !previous.contains(&m.id))
+            .count()
+            + previous
+                .members()
+                .iter()
+                .filter(|m| !next.contains(&m.id))
+                .count();
+        if changes > 0 {
+            metrics.membership_changes.inc_by(changes as u64);
+            info!(members = next.len(), "ring changed");
+        }
+        publish_membership_metrics(&metrics, &snapshot, next.len());
+        ring.send_replace(Arc::new(next));
+    }
+}
+
+fn publish_membership_metrics(metrics: &Metrics, members: &Members, ring_len: usize) {
+    for state in MemberState::ALL {
+        metrics.set_members(state.as_str(), members.count(state));
+    }
+    metrics
+        .ring_members
+        .set(i64::try_from(ring_len).unwrap_or(i64::MAX));
+}
+
+/// Drops the copies other members asked (by gossip) to drop.
+async fn apply_invalidations(
+    mut invalidations: mpsc::UnboundedReceiver<Invalidation>,
+    groups: Arc<Groups>,
+    self_id: SocketAddr,
+) {
+    while let Some(invalidation) = invalidations.recv().await {
+        match groups.get(&invalidation.group) {
+            Some(group) => {
+                group.drop_digest(invalidation.digest, invalidation.owner != Some(self_id))
+            }
+            None => {
+                warn!(group = %invalidation.group, "invalidation for a group this node does not have")
+            }
+        }
+    }
+}
+
+/// Hands the groups' copy-drop requests to gossip.
+async fn broadcast_copy_drops(mut drops: mpsc::UnboundedReceiver<CopyDrop>, gossip: GossipSender) {
+    while let Some(drop) = drops.recv().await {
+        gossip
+            .invalidate(Invalidation {
+                id: rand::random(),
+                group: drop.group.to_string(),
+                digest: drop.digest,
+                owner: drop.owner,
+            })
+            .await;
+    }
+}
+
+async fn forward_announces(mut announces: mpsc::Receiver<SocketAddr>, gossip: GossipSender) {
+    while let Some(addr) = announces.recv().await {
+        gossip.announce(addr).await;
+    }
+}
+
+async fn become_ready(mut ready: watch::Receiver<bool>, readiness: Arc<Readiness>) {
+    if ready.wait_for(|ready| *ready).await.is_ok() {
+        readiness.set_ready();
+        info!("ready");
+    }
+}
+
+fn log_start(config: &Config, listeners: &Listeners, authenticated: bool) {
+    let addr = |listener: &TcpListener| {
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    };
+    let membership = match &config.membership {
+        MembershipConfig::Lone => "lone".to_owned(),
+        MembershipConfig::Static(peers) => format!("fixed ({} peers)", peers.len()),
+        MembershipConfig::Gossip(gossip) => format!("gossip (seeds {})", gossip.seeds.join(",")),
+    };
+    info!(
+        node = %config.node.name,
+        service = %addr(&listeners.service),
+        peer = %addr(&listeners.peer),
+        admin = %addr(&listeners.admin),
+        gossip = %SocketAddr::new(config.node.bind, config.node.ports.gossip),
+        advertise = %config.node.advertise,
+        membership = %membership,
+        authenticated,
+        groups = %config.groups.keys().cloned().collect::<Vec<_>>().join(","),
+        default_group = config.default_group.as_deref().unwrap_or("-"),
+        "shoal node started"
+    );
 }
 
 /// One TLS crypto provider (ring) for every client in the process: reqwest
@@ -221,8 +475,4 @@ pub async fn serve(
 pub fn install_crypto_provider() {
     // An error means one is installed already, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-fn advertised(ip: IpAddr, port: u16) -> SocketAddr {
-    SocketAddr::new(ip, port)
 }

@@ -29,31 +29,31 @@ impl Default for Epochs {
 }
 
 impl Epochs {
-    fn stripe(&self, hash: u64) -> MutexGuard<'_, u64> {
-        self.stripes[(hash as usize) % STRIPES]
+    fn stripe(&self, digest: u128) -> MutexGuard<'_, u64> {
+        self.stripes[(digest % STRIPES as u128) as usize]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The current epoch of the key with this hash.
-    pub fn current(&self, hash: u64) -> Epoch {
-        Epoch(*self.stripe(hash))
+    pub fn current(&self, digest: u128) -> Epoch {
+        Epoch(*self.stripe(digest))
     }
 
     /// Runs `store` only if no invalidation happened since `seen`.
     pub fn store_if_current<R>(
         &self,
-        hash: u64,
+        digest: u128,
         seen: Epoch,
         store: impl FnOnce() -> R,
     ) -> Option<R> {
-        let stripe = self.stripe(hash);
+        let stripe = self.stripe(digest);
         (*stripe == seen.0).then(store)
     }
 
     /// Bumps the epoch and runs `invalidate` under the same lock.
-    pub fn invalidate<R>(&self, hash: u64, invalidate: impl FnOnce() -> R) -> R {
-        let mut stripe = self.stripe(hash);
+    pub fn invalidate<R>(&self, digest: u128, invalidate: impl FnOnce() -> R) -> R {
+        let mut stripe = self.stripe(digest);
         *stripe = stripe.wrapping_add(1);
         invalidate()
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -20,7 +20,9 @@ use super::error::GroupError;
 use super::peers::{PeerError, PeerValue, Peers};
 use super::singleflight::SingleFlight;
 use super::store::{Store, StoreStats};
-use super::value::{Entry, EntryKind, Source, Value, hot_ttl, owner_ttl, worth_storing};
+use super::value::{
+    Entry, EntryKind, Source, Value, hot_ttl, key_digest, owner_ttl, worth_storing,
+};
 use crate::config::GroupConfig;
 use crate::loader::{LoadError, Loaded, Loader};
 use crate::metrics::GroupMetrics;
@@ -88,6 +90,25 @@ enum FlightKind {
 
 type FlightResult = Result<Fetched, GroupError>;
 
+/// How a PUT or DELETE drops the copies other nodes hold.
+#[derive(Clone)]
+pub enum CopyDrops {
+    /// Ask every other member directly, before answering (fixed membership).
+    Fanout,
+    /// Hand the key's digest to gossip, which spreads it to every member.
+    Broadcast(mpsc::UnboundedSender<CopyDrop>),
+}
+
+/// A request to drop every copy of a key, cluster-wide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyDrop {
+    pub group: Arc<str>,
+    pub digest: u128,
+    /// The owner when the request was made: it keeps its main copy (a PUT
+    /// just stored it there), and drops only a hot one.
+    pub owner: Option<MemberId>,
+}
+
 pub struct Group {
     name: Arc<str>,
     config: GroupConfig,
@@ -96,7 +117,8 @@ pub struct Group {
     loader: Loader,
     peers: Arc<dyn Peers>,
     ring: RingView,
-    flights: Arc<SingleFlight<(String, FlightKind), FlightResult>>,
+    flights: Arc<SingleFlight<(u128, FlightKind), FlightResult>>,
+    copy_drops: CopyDrops,
     epochs: Epochs,
     admission: HotAdmission,
     metrics: GroupMetrics,
@@ -125,6 +147,7 @@ impl Group {
         loader: Loader,
         peers: Arc<dyn Peers>,
         ring: RingView,
+        copy_drops: CopyDrops,
         metrics: GroupMetrics,
     ) -> Self {
         let main = Store::new(config.capacity, metrics.main.clone());
@@ -141,6 +164,7 @@ impl Group {
             peers,
             ring,
             flights: Arc::new(SingleFlight::new(|| Err(GroupError::Internal))),
+            copy_drops,
             epochs: Epochs::default(),
             admission,
             metrics,
@@ -166,10 +190,11 @@ impl Group {
             self.metrics.server_requests.inc();
         }
         let now = Instant::now();
-        if let Some(entry) = self.main.get(key, now) {
+        let digest = key_digest(key);
+        if let Some(entry) = self.main.get(digest, key, now) {
             return from_entry(entry, Source::Main, now);
         }
-        if let Some(entry) = self.hot.get(key, now) {
+        if let Some(entry) = self.hot.get(digest, key, now) {
             return from_entry(entry, Source::Hot, now);
         }
         self.metrics.loads.inc();
@@ -190,16 +215,15 @@ impl Group {
 
         let this = Arc::clone(self);
         let key = key.to_owned();
-        let flight_key = (key.clone(), kind);
         let (result, _role) = self
             .flights
-            .run(flight_key, move || async move {
+            .run((digest, kind), move || async move {
                 this.metrics.loads_deduped.inc();
-                let epoch = this.epochs.current(hash);
+                let epoch = this.epochs.current(digest);
                 match owner {
-                    None => this.load_as_owner(&key, hash, epoch).await,
+                    None => this.load_as_owner(&key, digest, epoch).await,
                     Some(owner) => {
-                        this.fetch_from_owner(&owner, &key, hash, epoch, admit)
+                        this.fetch_from_owner(&owner, &key, digest, epoch, admit)
                             .await
                     }
                 }
@@ -220,16 +244,17 @@ impl Group {
         loaded
     }
 
-    async fn load_as_owner(&self, key: &str, hash: u64, epoch: Epoch) -> FlightResult {
+    async fn load_as_owner(&self, key: &str, digest: u128, epoch: Epoch) -> FlightResult {
         match self.load_from_origin(key).await {
             Ok(loaded) => {
                 let ttl = owner_ttl(self.config.ttl, loaded.max_age);
                 let value = Value::new(loaded.bytes, loaded.content_type);
                 let keep = !loaded.no_store && worth_storing(ttl) && self.fits(&value);
                 if keep {
-                    let entry = Entry::new(EntryKind::Found(value.clone()), ttl, Instant::now());
+                    let entry =
+                        Entry::new(key, EntryKind::Found(value.clone()), ttl, Instant::now());
                     self.epochs
-                        .store_if_current(hash, epoch, || self.main.insert(key, entry));
+                        .store_if_current(digest, epoch, || self.main.insert(digest, entry));
                 }
                 Ok(Fetched {
                     value,
@@ -240,9 +265,9 @@ impl Group {
             }
             Err(LoadError::NotFound) => {
                 if let Some(ttl) = self.config.negative_ttl {
-                    let entry = Entry::new(EntryKind::NotFound, Some(ttl), Instant::now());
+                    let entry = Entry::new(key, EntryKind::NotFound, Some(ttl), Instant::now());
                     self.epochs
-                        .store_if_current(hash, epoch, || self.main.insert(key, entry));
+                        .store_if_current(digest, epoch, || self.main.insert(digest, entry));
                 }
                 Err(GroupError::OriginNotFound)
             }
@@ -254,7 +279,7 @@ impl Group {
         &self,
         owner: &Member,
         key: &str,
-        hash: u64,
+        digest: u128,
         epoch: Epoch,
         admit: bool,
     ) -> FlightResult {
@@ -270,9 +295,10 @@ impl Group {
                 self.metrics.peer_loads.inc();
                 let ttl = hot_ttl(remaining_ttl, self.config.hot_ttl);
                 if admit && !no_store && worth_storing(ttl) && self.fits(&value) {
-                    let entry = Entry::new(EntryKind::Found(value.clone()), ttl, Instant::now());
+                    let entry =
+                        Entry::new(key, EntryKind::Found(value.clone()), ttl, Instant::now());
                     self.epochs
-                        .store_if_current(hash, epoch, || self.hot.insert(key, entry));
+                        .store_if_current(digest, epoch, || self.hot.insert(digest, entry));
                 }
                 Ok(Fetched {
                     value,
@@ -284,7 +310,7 @@ impl Group {
             Err(PeerError::Unreachable { detail, .. }) => {
                 self.metrics.peer_errors.inc();
                 warn!(group = %self.name, owner = %owner, error = %detail, "owner unreachable; loading locally");
-                self.load_as_fallback(key, hash, epoch).await
+                self.load_as_fallback(key, digest, epoch).await
             }
             Err(PeerError::Origin(error)) => Err(match error {
                 LoadError::NotFound => GroupError::OriginNotFound,
@@ -310,7 +336,7 @@ impl Group {
 
     /// The owner cannot be reached: load here, and keep the value only as a
     /// hot copy, since this node is not the owner.
-    async fn load_as_fallback(&self, key: &str, hash: u64, epoch: Epoch) -> FlightResult {
+    async fn load_as_fallback(&self, key: &str, digest: u128, epoch: Epoch) -> FlightResult {
         let loaded = self
             .load_from_origin(key)
             .await
@@ -322,9 +348,14 @@ impl Group {
         let value = Value::new(loaded.bytes, loaded.content_type);
         let copy_ttl = hot_ttl(ttl, self.config.hot_ttl);
         if !loaded.no_store && worth_storing(copy_ttl) && self.fits(&value) {
-            let entry = Entry::new(EntryKind::Found(value.clone()), copy_ttl, Instant::now());
+            let entry = Entry::new(
+                key,
+                EntryKind::Found(value.clone()),
+                copy_ttl,
+                Instant::now(),
+            );
             self.epochs
-                .store_if_current(hash, epoch, || self.hot.insert(key, entry));
+                .store_if_current(digest, epoch, || self.hot.insert(digest, entry));
         }
         Ok(Fetched {
             value,
@@ -375,28 +406,41 @@ impl Group {
     /// Stores a value as its owner (a PUT from a client or a peer). Loads in
     /// flight for the key are detached, so they cannot overwrite it.
     pub fn store_as_owner(&self, key: &str, value: Value) {
-        let hash = key_hash(&self.name, key);
-        let entry = Entry::new(EntryKind::Found(value), self.config.ttl, Instant::now());
-        self.epochs.invalidate(hash, || {
-            self.main.insert(key, entry);
-            self.hot.remove(key);
+        let digest = key_digest(key);
+        let entry = Entry::new(
+            key,
+            EntryKind::Found(value),
+            self.config.ttl,
+            Instant::now(),
+        );
+        self.epochs.invalidate(digest, || {
+            self.main.insert(digest, entry);
+            self.hot.remove(digest);
         });
-        self.forget_flights(key);
+        self.forget_flights(digest);
     }
 
     /// Drops this node's copies of a key, main and hot.
     pub fn drop_local(&self, key: &str) {
-        let hash = key_hash(&self.name, key);
-        self.epochs.invalidate(hash, || {
-            self.main.remove(key);
-            self.hot.remove(key);
-        });
-        self.forget_flights(key);
+        self.drop_digest(key_digest(key), true);
     }
 
-    fn forget_flights(&self, key: &str) {
+    /// Drops this node's copies of the key with this digest: the hot copy,
+    /// and the main one too unless `keep_main` (the owner keeping the value a
+    /// PUT just stored). Loads in flight for it will not store their values.
+    pub fn drop_digest(&self, digest: u128, drop_main: bool) {
+        self.epochs.invalidate(digest, || {
+            if drop_main {
+                self.main.remove(digest);
+            }
+            self.hot.remove(digest);
+        });
+        self.forget_flights(digest);
+    }
+
+    fn forget_flights(&self, digest: u128) {
         for kind in [FlightKind::Load, FlightKind::Fetch] {
-            self.flights.forget(&(key.to_owned(), kind));
+            self.flights.forget(&(digest, kind));
         }
     }
 
@@ -406,6 +450,17 @@ impl Group {
         let self_id = self.ring.self_id();
         if owner.is_some_and(|o| o.id != self_id) {
             self.drop_local(key);
+        }
+        if let CopyDrops::Broadcast(gossip) = &self.copy_drops {
+            let drop = CopyDrop {
+                group: self.name.clone(),
+                digest: key_digest(key),
+                owner: owner.map(|o| o.id),
+            };
+            if gossip.send(drop).is_err() {
+                warn!(group = %self.name, "gossip is not running; other nodes keep their copies until they expire");
+            }
+            return;
         }
         let others = ring
             .members()

@@ -15,7 +15,7 @@ mod store;
 mod value;
 
 pub use error::GroupError;
-pub use group::{Fetched, Group, GroupStats, Requester, RingView};
+pub use group::{CopyDrop, CopyDrops, Fetched, Group, GroupStats, Requester, RingView};
 pub use groups::Groups;
 pub use peers::{PeerError, PeerValue, Peers};
 pub use store::StoreStats;

@@ -13,7 +13,7 @@ use super::value::Entry;
 use crate::metrics::CacheMetrics;
 
 pub struct Store {
-    cache: Cache<String, Entry>,
+    cache: Cache<u128, Entry>,
     capacity: u64,
     metrics: CacheMetrics,
 }
@@ -32,10 +32,10 @@ pub struct StoreStats {
 /// [`Entry::is_fresh`] on tokio's clock, so tests can move time.
 struct EntryExpiry;
 
-impl Expiry<String, Entry> for EntryExpiry {
+impl Expiry<u128, Entry> for EntryExpiry {
     fn expire_after_create(
         &self,
-        _key: &String,
+        _key: &u128,
         entry: &Entry,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
@@ -44,7 +44,7 @@ impl Expiry<String, Entry> for EntryExpiry {
 
     fn expire_after_update(
         &self,
-        _key: &String,
+        _key: &u128,
         entry: &Entry,
         _updated_at: std::time::Instant,
         _duration_until_expiry: Option<Duration>,
@@ -58,7 +58,7 @@ impl Store {
         let evictions = metrics.evictions.clone();
         let cache = Cache::builder()
             .max_capacity(capacity)
-            .weigher(|key: &String, entry: &Entry| entry.weight(key))
+            .weigher(|_digest: &u128, entry: &Entry| entry.weight())
             .expire_after(EntryExpiry)
             .eviction_listener(move |_key, _entry, cause| {
                 if cause == RemovalCause::Size {
@@ -73,27 +73,31 @@ impl Store {
         }
     }
 
-    /// The entry for `key` if it is present and fresh at `now`.
-    pub fn get(&self, key: &str, now: Instant) -> Option<Entry> {
+    /// The entry for `key` (whose digest is `digest`) if it is present and
+    /// fresh at `now`.
+    pub fn get(&self, digest: u128, key: &str, now: Instant) -> Option<Entry> {
         self.metrics.gets.inc();
-        let entry = self.cache.get(key)?;
+        let entry = self.cache.get(&digest)?;
+        if &*entry.key != key {
+            return None;
+        }
         if entry.is_fresh(now) {
             self.metrics.hits.inc();
             Some(entry)
         } else {
-            self.cache.invalidate(key);
+            self.cache.invalidate(&digest);
             None
         }
     }
 
-    pub fn insert(&self, key: &str, entry: Entry) {
-        if self.capacity > 0 && u64::from(entry.weight(key)) <= self.capacity {
-            self.cache.insert(key.to_owned(), entry);
+    pub fn insert(&self, digest: u128, entry: Entry) {
+        if self.capacity > 0 && u64::from(entry.weight()) <= self.capacity {
+            self.cache.insert(digest, entry);
         }
     }
 
-    pub fn remove(&self, key: &str) {
-        self.cache.invalidate(key);
+    pub fn remove(&self, digest: u128) {
+        self.cache.invalidate(&digest);
     }
 
     /// Current figures; also refreshes the byte and item gauges.
@@ -121,15 +125,16 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::value::{ENTRY_OVERHEAD, EntryKind, Value};
+    use crate::cache::value::{ENTRY_OVERHEAD, EntryKind, Value, key_digest};
     use crate::metrics::Metrics;
 
     fn store(capacity: u64) -> Store {
         Store::new(capacity, Metrics::new().group("g").main)
     }
 
-    fn entry(len: usize, ttl: Option<Duration>) -> Entry {
+    fn entry(key: &str, len: usize, ttl: Option<Duration>) -> Entry {
         Entry::new(
+            key,
             EntryKind::Found(Value::new(vec![b'x'; len], None)),
             ttl,
             Instant::now(),
@@ -140,7 +145,8 @@ mod tests {
     fn stays_within_capacity() {
         let store = store(100 * (1000 + ENTRY_OVERHEAD + 8));
         for i in 0..1000 {
-            store.insert(&format!("key-{i:04}"), entry(1000, None));
+            let key = format!("key-{i:04}");
+            store.insert(key_digest(&key), entry(&key, 1000, None));
         }
         let stats = store.stats();
         assert!(
@@ -154,17 +160,24 @@ mod tests {
     #[test]
     fn an_entry_larger_than_the_cache_is_not_kept() {
         let store = store(500);
-        store.insert("big", entry(1000, None));
-        assert!(store.get("big", Instant::now()).is_none());
+        store.insert(key_digest("big"), entry("big", 1000, None));
+        assert!(
+            store
+                .get(key_digest("big"), "big", Instant::now())
+                .is_none()
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn expired_entries_are_misses() {
         let store = store(1 << 20);
-        store.insert("k", entry(10, Some(Duration::from_secs(5))));
-        assert!(store.get("k", Instant::now()).is_some());
+        store.insert(
+            key_digest("k"),
+            entry("k", 10, Some(Duration::from_secs(5))),
+        );
+        assert!(store.get(key_digest("k"), "k", Instant::now()).is_some());
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(store.get("k", Instant::now()).is_none());
+        assert!(store.get(key_digest("k"), "k", Instant::now()).is_none());
         let stats = store.stats();
         assert_eq!((stats.gets, stats.hits), (2, 1));
     }
@@ -172,7 +185,15 @@ mod tests {
     #[test]
     fn zero_capacity_keeps_nothing() {
         let store = store(0);
-        store.insert("k", entry(1, None));
-        assert!(store.get("k", Instant::now()).is_none());
+        store.insert(key_digest("k"), entry("k", 1, None));
+        assert!(store.get(key_digest("k"), "k", Instant::now()).is_none());
+    }
+
+    #[test]
+    fn a_digest_collision_is_a_miss() {
+        let store = store(1 << 20);
+        store.insert(7, entry("one", 1, None));
+        assert!(store.get(7, "other", Instant::now()).is_none());
+        assert!(store.get(7, "one", Instant::now()).is_some());
     }
 }

@@ -1,6 +1,7 @@
 //! Values, cache entries and the TTL policy. Pure: no I/O, no clocks read
 //! here except through the `now` the caller passes in.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,8 +54,11 @@ impl Source {
 }
 
 /// What a cache holds for a key: a value, or a remembered origin 404.
+/// Caches are indexed by the key's digest; the entry keeps the key itself so
+/// a digest collision is a miss, never a wrong value.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    pub key: Arc<str>,
     pub kind: EntryKind,
     /// `None`: does not expire.
     pub expires_at: Option<Instant>,
@@ -72,8 +76,9 @@ pub enum EntryKind {
 pub const ENTRY_OVERHEAD: u64 = 160;
 
 impl Entry {
-    pub fn new(kind: EntryKind, ttl: Option<Duration>, now: Instant) -> Self {
+    pub fn new(key: &str, kind: EntryKind, ttl: Option<Duration>, now: Instant) -> Self {
         Self {
+            key: key.into(),
             kind,
             expires_at: ttl.map(|ttl| now + ttl),
         }
@@ -89,14 +94,14 @@ impl Entry {
     }
 
     /// What the entry weighs against the cache's capacity.
-    pub fn weight(&self, key: &str) -> u32 {
+    pub fn weight(&self) -> u32 {
         let value = match &self.kind {
             EntryKind::Found(value) => {
                 value.bytes.len() + value.content_type.as_ref().map_or(0, HeaderValue::len)
             }
             EntryKind::NotFound => 0,
         };
-        let total = key.len() as u64 + value as u64 + ENTRY_OVERHEAD;
+        let total = self.key.len() as u64 + value as u64 + ENTRY_OVERHEAD;
         u32::try_from(total).unwrap_or(u32::MAX)
     }
 }
@@ -127,6 +132,12 @@ fn min_ttl(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
 /// True when a value with this TTL should be stored at all.
 pub fn worth_storing(ttl: Option<Duration>) -> bool {
     ttl.is_none_or(|ttl| !ttl.is_zero())
+}
+
+/// A key's digest: what caches, epochs, flights and gossip invalidations
+/// index it by (keys may be 4 KiB; a digest fits any datagram).
+pub fn key_digest(key: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(key.as_bytes())
 }
 
 #[cfg(test)]
@@ -162,22 +173,23 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn entries_expire_on_time() {
         let now = Instant::now();
-        let entry = Entry::new(EntryKind::NotFound, Some(S(10)), now);
+        let entry = Entry::new("k", EntryKind::NotFound, Some(S(10)), now);
         assert!(entry.is_fresh(now));
         tokio::time::advance(S(4)).await;
         assert_eq!(entry.remaining(Instant::now()), Some(S(6)));
         tokio::time::advance(S(6)).await;
         assert!(!entry.is_fresh(Instant::now()));
-        assert!(Entry::new(EntryKind::NotFound, None, now).is_fresh(Instant::now()));
+        assert!(Entry::new("k", EntryKind::NotFound, None, now).is_fresh(Instant::now()));
     }
 
     #[test]
     fn weight_counts_key_value_and_overhead() {
         let entry = Entry::new(
+            "abcd",
             EntryKind::Found(Value::new(vec![0u8; 1000], None)),
             None,
             Instant::now(),
         );
-        assert_eq!(u64::from(entry.weight("abcd")), 1004 + ENTRY_OVERHEAD);
+        assert_eq!(u64::from(entry.weight()), 1004 + ENTRY_OVERHEAD);
     }
 }

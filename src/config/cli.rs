@@ -62,6 +62,24 @@ pub struct Cli {
     )]
     pub peers: Vec<String>,
 
+    /// Gossip seed: a DNS name (every A/AAAA record; a headless Service) or an IP, with an optional gossip port (repeatable)
+    #[arg(
+        long = "seed",
+        env = "SHOAL_SEEDS",
+        value_name = "HOST[:PORT]",
+        value_delimiter = ',',
+        conflicts_with = "peers"
+    )]
+    pub seeds: Vec<String>,
+
+    /// DNS server for seed lookups [default: the system resolver]
+    #[arg(long, env = "SHOAL_DNS_SERVER", value_name = "IP:PORT")]
+    pub dns_server: Option<std::net::SocketAddr>,
+
+    /// Keyring file: one base64 32-byte key a line; the first seals and signs, every one opens
+    #[arg(long, env = "SHOAL_KEYRING", value_name = "FILE")]
+    pub keyring: Option<PathBuf>,
+
     /// Log line format
     #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -14,7 +14,9 @@ use super::units::{Size, duration};
 pub struct FileConfig {
     pub node: Option<FileNode>,
     pub peer: Option<FilePeer>,
+    pub discovery: Option<FileDiscovery>,
     pub membership: Option<FileMembership>,
+    pub security: Option<FileSecurity>,
     pub default_group: Option<String>,
     pub groups: Option<BTreeMap<String, FileGroup>>,
 }
@@ -52,8 +54,44 @@ pub struct FilePeer {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct FileDiscovery {
+    pub seeds: Option<Vec<String>>,
+    #[serde(default, with = "duration")]
+    pub resolve_interval: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileMembership {
     pub static_peers: Option<Vec<String>>,
+    pub profile: Option<SwimProfile>,
+    #[serde(default, with = "duration")]
+    pub probe_interval: Option<Duration>,
+    #[serde(default, with = "duration")]
+    pub probe_timeout: Option<Duration>,
+    pub indirect_probes: Option<u8>,
+    pub suspicion_multiplier: Option<f64>,
+    #[serde(default, with = "duration")]
+    pub gossip_interval: Option<Duration>,
+    pub gossip_nodes: Option<u8>,
+    pub retransmit_multiplier: Option<u8>,
+}
+
+/// Named sets of SWIM timings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwimProfile {
+    /// memberlist's LAN defaults.
+    #[default]
+    Lan,
+    /// Faster failure detection for a quiet network.
+    Fast,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSecurity {
+    pub keyring_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,7 +19,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 pub use cli::{Cli, Command, LogFormat};
 pub use units::{Size, parse_duration};
 
-use file::{FileConfig, FileGroup, FileLoader};
+pub use file::SwimProfile;
+use file::{FileConfig, FileGroup, FileLoader, FileMembership};
 
 pub const DEFAULT_SERVICE_PORT: u16 = 3000;
 pub const DEFAULT_PEER_PORT: u16 = 8000;
@@ -35,6 +36,7 @@ pub const DEFAULT_HOT_TTL: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_VALUE: u64 = 1 << 20;
 pub const DEFAULT_DEMO_DELAY: Duration = Duration::from_millis(400);
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 /// The built-in demo group's name.
 pub const DEMO_GROUP: &str = "heavy";
 /// moka weighs entries in `u32`; keep values well below that.
@@ -46,6 +48,8 @@ pub struct Config {
     pub node: NodeConfig,
     pub peer: PeerConfig,
     pub membership: MembershipConfig,
+    /// Keys that seal gossip and sign peer requests; `None`: unauthenticated.
+    pub keyring_file: Option<PathBuf>,
     pub default_group: Option<String>,
     pub groups: BTreeMap<String, GroupConfig>,
     pub log_format: LogFormat,
@@ -88,12 +92,119 @@ pub struct PeerConfig {
     pub connect_timeout: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MembershipConfig {
     /// A node on its own: it owns every key.
     Lone,
     /// A fixed list of peer addresses (advertise IP + peer port), self included.
     Static(Vec<SocketAddr>),
+    /// SWIM gossip, seeded by DNS names or addresses.
+    Gossip(GossipConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GossipConfig {
+    /// `HOST[:PORT]` seeds; a name stands for every address it resolves to.
+    pub seeds: Vec<String>,
+    pub resolve_interval: Duration,
+    /// DNS server for seed lookups; `None`: the system resolver.
+    pub dns_server: Option<SocketAddr>,
+    pub swim: SwimConfig,
+}
+
+/// SWIM timings. The defaults are memberlist's LAN profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwimConfig {
+    /// How often this node probes a random member.
+    pub probe_interval: Duration,
+    /// How long a direct probe waits for its ack before asking others.
+    pub probe_timeout: Duration,
+    /// Members asked to probe indirectly.
+    pub indirect_probes: u8,
+    /// Suspicion lasts this many × max(1, log10 N) probe intervals.
+    pub suspicion_multiplier: f64,
+    /// How often updates are gossiped, and to how many members.
+    pub gossip_interval: Duration,
+    pub gossip_nodes: u8,
+    /// An update is sent this many × ceil(log10(N + 1)) times.
+    pub retransmit_multiplier: u8,
+}
+
+impl SwimConfig {
+    pub fn profile(profile: SwimProfile) -> Self {
+        match profile {
+            SwimProfile::Lan => Self {
+                probe_interval: Duration::from_secs(1),
+                probe_timeout: Duration::from_millis(500),
+                indirect_probes: 3,
+                suspicion_multiplier: 4.0,
+                gossip_interval: Duration::from_millis(200),
+                gossip_nodes: 3,
+                retransmit_multiplier: 4,
+            },
+            SwimProfile::Fast => Self {
+                probe_interval: Duration::from_millis(500),
+                probe_timeout: Duration::from_millis(250),
+                indirect_probes: 3,
+                suspicion_multiplier: 3.0,
+                gossip_interval: Duration::from_millis(100),
+                gossip_nodes: 3,
+                retransmit_multiplier: 4,
+            },
+        }
+    }
+
+    fn resolve(file: &FileMembership) -> Result<Self, ConfigError> {
+        let base = Self::profile(file.profile.unwrap_or_default());
+        let swim = Self {
+            probe_interval: file.probe_interval.unwrap_or(base.probe_interval),
+            probe_timeout: file.probe_timeout.unwrap_or(base.probe_timeout),
+            indirect_probes: file.indirect_probes.unwrap_or(base.indirect_probes),
+            suspicion_multiplier: file
+                .suspicion_multiplier
+                .unwrap_or(base.suspicion_multiplier),
+            gossip_interval: file.gossip_interval.unwrap_or(base.gossip_interval),
+            gossip_nodes: file.gossip_nodes.unwrap_or(base.gossip_nodes),
+            retransmit_multiplier: file
+                .retransmit_multiplier
+                .unwrap_or(base.retransmit_multiplier),
+        };
+        let field = |name: &str| format!("membership.{name}");
+        if swim.probe_interval.is_zero() {
+            return Err(ConfigError::field(
+                field("probe_interval"),
+                "must be above 0",
+            ));
+        }
+        if swim.probe_timeout.is_zero() || swim.probe_timeout >= swim.probe_interval {
+            return Err(ConfigError::field(
+                field("probe_timeout"),
+                "must be above 0 and below membership.probe_interval",
+            ));
+        }
+        if swim.gossip_interval.is_zero() {
+            return Err(ConfigError::field(
+                field("gossip_interval"),
+                "must be above 0",
+            ));
+        }
+        if !(1.0..=100.0).contains(&swim.suspicion_multiplier) {
+            return Err(ConfigError::field(
+                field("suspicion_multiplier"),
+                "must be between 1 and 100",
+            ));
+        }
+        for (name, value) in [
+            ("indirect_probes", swim.indirect_probes),
+            ("gossip_nodes", swim.gossip_nodes),
+            ("retransmit_multiplier", swim.retransmit_multiplier),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::field(field(name), "must be at least 1"));
+            }
+        }
+        Ok(swim)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -391,16 +502,44 @@ fn resolve_parsed(
         ));
     }
 
-    let (peer_list, peer_field) = if cli.peers.is_empty() {
-        let list = file
-            .membership
-            .and_then(|m| m.static_peers)
-            .unwrap_or_default();
-        (list, "membership.static_peers")
+    let file_membership = file.membership.unwrap_or_default();
+    let file_discovery = file.discovery.unwrap_or_default();
+    let swim = SwimConfig::resolve(&file_membership)?;
+    let file_peers = file_membership.static_peers.clone().unwrap_or_default();
+    let file_seeds = file_discovery.seeds.unwrap_or_default();
+    // Flags decide the mode when they name one; else the file does.
+    let membership = if !cli.peers.is_empty() {
+        static_membership(&cli.peers, "--peer", &node)?
+    } else if !cli.seeds.is_empty() {
+        gossip_membership(
+            cli.seeds.clone(),
+            "--seed",
+            cli,
+            &node,
+            file_discovery.resolve_interval,
+            swim,
+        )?
+    } else if !file_peers.is_empty() && !file_seeds.is_empty() {
+        return Err(ConfigError::field(
+            "membership.static_peers",
+            "fixed peers and discovery.seeds exclude each other: choose one",
+        ));
+    } else if !file_seeds.is_empty() {
+        gossip_membership(
+            file_seeds,
+            "discovery.seeds",
+            cli,
+            &node,
+            file_discovery.resolve_interval,
+            swim,
+        )?
     } else {
-        (cli.peers.clone(), "--peer")
+        static_membership(&file_peers, "membership.static_peers", &node)?
     };
-    let membership = static_membership(&peer_list, peer_field, &node)?;
+    let keyring_file = cli
+        .keyring
+        .clone()
+        .or(file.security.and_then(|s| s.keyring_file));
 
     let (groups, default_group) = match (from_file, file.groups) {
         (false, _) => (demo_groups(), Some(DEMO_GROUP.to_owned())),
@@ -444,6 +583,7 @@ fn resolve_parsed(
         node,
         peer,
         membership,
+        keyring_file,
         default_group,
         groups,
         log_format: cli.log_format,
@@ -502,6 +642,33 @@ fn static_membership(
         ));
     }
     Ok(MembershipConfig::Static(peers))
+}
+
+fn gossip_membership(
+    seeds: Vec<String>,
+    field: &str,
+    cli: &Cli,
+    node: &NodeConfig,
+    resolve_interval: Option<Duration>,
+    swim: SwimConfig,
+) -> Result<MembershipConfig, ConfigError> {
+    for seed in &seeds {
+        crate::discovery::Seed::parse(seed, node.ports.gossip)
+            .map_err(|error| ConfigError::field(field, error.to_string()))?;
+    }
+    let resolve_interval = resolve_interval.unwrap_or(DEFAULT_RESOLVE_INTERVAL);
+    if resolve_interval.is_zero() {
+        return Err(ConfigError::field(
+            "discovery.resolve_interval",
+            "must be above 0",
+        ));
+    }
+    Ok(MembershipConfig::Gossip(GossipConfig {
+        seeds,
+        resolve_interval,
+        dns_server: cli.dns_server,
+        swim,
+    }))
 }
 
 /// Parses `IP`, `IP:PORT`, `[v6]` or `[v6]:PORT`; a missing port is `default_port`.

@@ -1,7 +1,19 @@
 //! Who is in the cluster. Membership is published as a snapshot on a watch
-//! channel; the node turns each snapshot into a ring. This source is
-//! a fixed peer list (or a lone node); SWIM gossip publishes the same
-//! snapshots.
+//! channel; the node turns each snapshot into a ring. The source is a fixed
+//! peer list (or a lone node), or SWIM gossip (foca): `driver` owns the
+//! foca instance, `identity`, `swim`, `timers` and `invalidation` are its
+//! pure parts. This module does not know the cache.
+
+mod driver;
+mod identity;
+mod invalidation;
+mod swim;
+mod timers;
+
+pub use driver::{Gossip, GossipSender, GossipSettings};
+pub use identity::NodeId;
+pub use invalidation::Invalidation;
+pub use swim::{MAX_DATAGRAM, foca_config};
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -38,8 +50,11 @@ pub struct MemberInfo {
     /// The member's advertised IP.
     pub addr: IpAddr,
     pub peer_port: u16,
+    pub gossip_port: u16,
     pub state: MemberState,
     pub incarnation: u64,
+    /// Chosen when the node started: a restarted node has a new one.
+    pub generation: u64,
 }
 
 impl MemberInfo {
@@ -76,8 +91,10 @@ impl Members {
                 },
                 addr: peer.ip(),
                 peer_port: peer.port(),
+                gossip_port: 0,
                 state: MemberState::Alive,
                 incarnation: 0,
+                generation: 0,
             })
             .collect();
         Self {

@@ -1,7 +1,9 @@
 //! The requesting side of the peer API: [`HttpPeers`] implements the cache's
-//! [`Peers`] over pooled keep-alive HTTP connections.
+//! [`Peers`] over pooled keep-alive HTTP connections. With a keyring, every
+//! request is signed (see [`crate::security::signing`]).
 
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,16 +11,26 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
+use tokio::sync::watch;
 
 use super::protocol::{self, ERROR_HEADER, NO_STORE_HEADER, TIMEOUT_HEADER, TTL_HEADER};
 use crate::cache::{PeerError, PeerValue, Peers, Value};
 use crate::config::PeerConfig;
 use crate::loader::LoadError;
-use crate::ring::Member;
+use crate::ring::{Member, MemberId};
+use crate::security::{Keyring, RequestParts, Signer, unix_now};
 
 pub struct HttpPeers {
     client: reqwest::Client,
     timeout: Duration,
+    signing: Option<Signing>,
+}
+
+/// Who this node is to its peers, and the keys it signs with (the current
+/// keyring is read for every request, so a reloaded one applies at once).
+struct Signing {
+    signer: Signer,
+    keyring: watch::Receiver<Arc<Keyring>>,
 }
 
 impl HttpPeers {
@@ -33,7 +45,22 @@ impl HttpPeers {
         Ok(Self {
             client,
             timeout: config.timeout,
+            signing: None,
         })
+    }
+
+    /// Signs every request as `sender` (this node's id on the ring: its
+    /// advertised IP and peer port) with the first key of `keyring`.
+    pub fn with_signing(
+        mut self,
+        sender: MemberId,
+        keyring: watch::Receiver<Arc<Keyring>>,
+    ) -> Self {
+        self.signing = Some(Signing {
+            signer: Signer::from(sender),
+            keyring,
+        });
+        self
     }
 
     fn url(member: &Member, group: &str, key: &str) -> String {
@@ -55,7 +82,14 @@ impl HttpPeers {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, PeerError> {
-        request.send().await.map_err(|e| self.transport_error(e))
+        let mut request = request.build().map_err(|e| self.transport_error(e))?;
+        if let Some(signing) = &self.signing {
+            sign(signing, &mut request);
+        }
+        self.client
+            .execute(request)
+            .await
+            .map_err(|e| self.transport_error(e))
     }
 
     async fn expect_no_content(&self, response: reqwest::Response) -> Result<(), PeerError> {
@@ -176,6 +210,34 @@ impl Peers for HttpPeers {
     ) -> BoxFuture<'a, Result<(), PeerError>> {
         self.remove_value(member, group, key).boxed()
     }
+}
+
+/// Signs the request as it will go on the wire: the path and query as the
+/// URL serialises them, the body's bytes.
+fn sign(signing: &Signing, request: &mut reqwest::Request) {
+    let url = request.url();
+    let path_and_query = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let keyring = Arc::clone(&signing.keyring.borrow());
+    let parts = RequestParts {
+        method: request.method().as_str(),
+        path_and_query: &path_and_query,
+        content_type: request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(http::HeaderValue::as_bytes),
+        body: request
+            .body()
+            .and_then(reqwest::Body::as_bytes)
+            .unwrap_or_default(),
+    };
+    let mut signature = HeaderMap::new();
+    signing
+        .signer
+        .sign(&keyring, &parts, unix_now(), &mut signature);
+    request.headers_mut().extend(signature);
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {

@@ -1,34 +1,140 @@
 //! The answering side of the peer API. A GET is answered from this node's own
 //! caches or loader and never forwarded, whatever this node's ring says.
 //! Malformed requests are refused with a JSON error and counted.
+//!
+//! With a keyring, every request is authenticated before it is routed: its
+//! signature headers are checked, its body read (up to the named group's
+//! `max_value`) and digested, and a request that no key verifies, that is
+//! more than 60 s off this node's clock or that replays a nonce is refused
+//! with 401 and counted in `shoal_peer_rejected_total{reason}`.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use percent_encoding::percent_decode_str;
+use tokio::sync::watch;
+use tracing::debug;
 
 use super::protocol::{self, NO_STORE_HEADER, TTL_HEADER};
 use crate::cache::{Group, Groups, Requester, Value};
 use crate::http::ApiError;
 use crate::http::service::read_body;
 use crate::metrics::Metrics;
+use crate::security::{Keyring, Presented, Refusal, RequestParts, Verifier, unix_now};
+
+/// The most body read from a signed request whose path names no group of
+/// this node (it is refused or answered 404 after it is verified).
+const UNROUTED_BODY_LIMIT: u64 = 64 * 1024;
 
 pub struct PeerState {
     pub groups: Arc<Groups>,
     pub metrics: Arc<Metrics>,
 }
 
+/// The peer API without authentication: every request is served.
 pub fn router(state: Arc<PeerState>) -> Router {
+    routes().with_state(state)
+}
+
+/// The peer API for a node with a keyring: only requests signed by one of
+/// its keys are served. The keyring is read for every request, so a
+/// reloaded one applies at once.
+pub fn signed_router(state: Arc<PeerState>, keyring: watch::Receiver<Arc<Keyring>>) -> Router {
+    let auth = Arc::new(Auth {
+        state: Arc::clone(&state),
+        keyring,
+        verifier: Verifier::default(),
+    });
+    routes()
+        .layer(middleware::from_fn_with_state(auth, authenticate))
+        .with_state(state)
+}
+
+fn routes() -> Router<Arc<PeerState>> {
     let route = format!("{}/{{group}}/{{key}}", protocol::PREFIX);
     Router::new()
         .route(&route, get(fetch).put(store).delete(remove))
         .fallback(unknown_path)
-        .with_state(state)
+}
+
+struct Auth {
+    state: Arc<PeerState>,
+    keyring: watch::Receiver<Arc<Keyring>>,
+    /// Remembers the nonces of accepted requests.
+    verifier: Verifier,
+}
+
+/// Lets through only requests that a key of the keyring signed.
+async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
+    let refuse = |refusal: Refusal, sender: Option<&str>| {
+        auth.state.metrics.peer_rejected(refusal.reason());
+        debug!(
+            sender = sender.unwrap_or("-"),
+            reason = refusal.reason(),
+            error = %refusal,
+            "peer request refused"
+        );
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            refusal.to_string(),
+        )
+        .into_response()
+    };
+    let (parts, body) = request.into_parts();
+    // An unsigned request is refused before its body is read.
+    let presented = match Presented::from_headers(&parts.headers) {
+        Ok(presented) => presented,
+        Err(refusal) => return refuse(refusal, None),
+    };
+    let group = named_group(&auth.state.groups, parts.uri.path());
+    let limit = group.map_or(UNROUTED_BODY_LIMIT, |group| group.config().max_value);
+    let body = match read_body(body, limit).await {
+        Ok(body) => body,
+        Err(error) => {
+            let error = match group {
+                Some(group) => error.group(group.name()),
+                None => error,
+            };
+            return error.into_response();
+        }
+    };
+    let request_parts = RequestParts {
+        method: parts.method.as_str(),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path(), |pq| pq.as_str()),
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .map(HeaderValue::as_bytes),
+        body: &body,
+    };
+    let keyring = Arc::clone(&auth.keyring.borrow());
+    if let Err(refusal) = auth
+        .verifier
+        .verify(&keyring, &presented, &request_parts, unix_now())
+    {
+        return refuse(refusal, Some(&presented.sender));
+    }
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+/// The group a peer API path names, if this node has it: the segment after
+/// the prefix, percent-decoded as the router decodes it.
+fn named_group<'g>(groups: &'g Groups, path: &str) -> Option<&'g Arc<Group>> {
+    let rest = path.strip_prefix(protocol::PREFIX)?.strip_prefix('/')?;
+    let segment = rest.split('/').next()?;
+    let name = percent_decode_str(segment).decode_utf8().ok()?;
+    groups.get(&name)
 }
 
 type KeyPath = Result<Path<(String, String)>, PathRejection>;

@@ -252,6 +252,8 @@ pub struct Config {
     pub default_group: Option<String>,
     /// (name, YAML flow mapping of the group).
     pub groups: Vec<(String, String)>,
+    /// Whole top-level YAML lines, e.g. `discovery: { resolve_interval: 2s }`.
+    pub extra: Vec<String>,
 }
 
 impl Config {
@@ -280,7 +282,14 @@ impl Config {
                     ),
                 ),
             ],
+            extra: Vec::new(),
         }
+    }
+
+    /// Adds a top-level YAML line.
+    pub fn extra(mut self, line: &str) -> Self {
+        self.extra.push(line.into());
+        self
     }
 
     pub fn drain(mut self, drain: &str) -> Self {
@@ -302,6 +311,10 @@ impl Config {
         );
         if let Some(default) = &self.default_group {
             yaml.push_str(&format!("default_group: {default}\n"));
+        }
+        for line in &self.extra {
+            yaml.push_str(line);
+            yaml.push('\n');
         }
         yaml.push_str("groups:\n");
         for (name, body) in &self.groups {

@@ -101,6 +101,7 @@ fn group_with(config: GroupConfig, peers: Arc<FakePeers>) -> Arc<Group> {
         loader,
         peers,
         RingView::new(rx, me),
+        CopyDrops::Fanout,
         Metrics::new().group("g"),
     ))
 }

@@ -1,0 +1,365 @@
+//! The gossip driver: the one task that owns the `Foca` instance.
+//!
+//! It is fed datagrams from the UDP socket, its own timers (one ordered
+//! queue) and commands from the node (announce, invalidate, leave). After
+//! every call into foca it drains, in order, what to send, what to schedule
+//! and what happened, then publishes the membership as a snapshot.
+//! Nothing else touches foca, so there is no lock around it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, Timer};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
+use tracing::{debug, info, warn};
+
+use super::identity::NodeId;
+use super::invalidation::{Invalidation, InvalidationHandler};
+use super::swim::{MAX_DATAGRAM, foca_config};
+use super::timers::TimerQueue;
+use super::{MemberInfo, MemberState, Members};
+use crate::config::SwimConfig;
+use crate::metrics::Metrics;
+use crate::security::{self, Keyring};
+
+/// Associated data for sealed gossip: a packet sealed for another purpose
+/// (or another protocol version) never opens as gossip.
+const GOSSIP_LABEL: &[u8] = b"shoal-gossip-v1";
+/// A datagram this large cannot be ours; reading one more byte tells.
+const RECEIVE_BUFFER: usize = MAX_DATAGRAM + 1;
+
+type FocaInstance = Foca<NodeId, PostcardCodec, StdRng, InvalidationHandler>;
+
+pub struct GossipSettings {
+    pub identity: NodeId,
+    /// The address the UDP socket binds.
+    pub bind: SocketAddr,
+    pub swim: SwimConfig,
+    pub keyring: Option<watch::Receiver<Arc<Keyring>>>,
+}
+
+enum Command {
+    Announce(SocketAddr),
+    Invalidate(Invalidation),
+    Leave(oneshot::Sender<()>),
+}
+
+/// The node's handle on gossip.
+pub struct Gossip {
+    commands: mpsc::Sender<Command>,
+    members: watch::Receiver<Arc<Members>>,
+    joined: watch::Receiver<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Gossip {
+    /// Binds the gossip socket and starts the driver. Invalidations other
+    /// members send arrive on `invalidations`.
+    pub async fn start(
+        settings: GossipSettings,
+        metrics: Arc<Metrics>,
+        invalidations: mpsc::UnboundedSender<Invalidation>,
+    ) -> std::io::Result<Self> {
+        let socket = UdpSocket::bind(settings.bind).await?;
+        let max_packet = if settings.keyring.is_some() {
+            MAX_DATAGRAM - security::SEAL_OVERHEAD
+        } else {
+            MAX_DATAGRAM
+        };
+        let config = foca_config(&settings.swim, 1, max_packet);
+        let rng = StdRng::from_rng(&mut rand::rng());
+        let foca = Foca::with_custom_broadcast(
+            settings.identity.clone(),
+            config,
+            rng,
+            PostcardCodec,
+            InvalidationHandler::new(invalidations),
+        );
+        let members = Arc::new(snapshot(&settings.identity, &foca));
+        let (members_tx, members_rx) = watch::channel(members);
+        let (joined_tx, joined_rx) = watch::channel(false);
+        let (commands_tx, commands_rx) = mpsc::channel(1024);
+        let driver = Driver {
+            foca,
+            runtime: AccumulatingRuntime::new(),
+            timers: TimerQueue::default(),
+            socket,
+            identity: settings.identity,
+            swim: settings.swim,
+            max_packet,
+            cluster_size: 1,
+            keyring: settings.keyring,
+            members_tx,
+            joined_tx,
+            metrics,
+        };
+        let task = tokio::spawn(driver.run(commands_rx));
+        Ok(Self {
+            commands: commands_tx,
+            members: members_rx,
+            joined: joined_rx,
+            task,
+        })
+    }
+
+    /// Membership snapshots, this node included.
+    pub fn members(&self) -> watch::Receiver<Arc<Members>> {
+        self.members.clone()
+    }
+
+    /// Turns true once this node has joined someone.
+    pub fn joined(&self) -> watch::Receiver<bool> {
+        self.joined.clone()
+    }
+
+    /// A handle for announcing and invalidating from other tasks.
+    pub fn sender(&self) -> GossipSender {
+        GossipSender {
+            commands: self.commands.clone(),
+        }
+    }
+
+    /// Tells the cluster this node is leaving, so members drop it at once
+    /// rather than after failure detection, and stops the driver.
+    pub async fn leave(self, within: Duration) {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.commands.send(Command::Leave(done_tx)).await.is_ok() {
+            let _ = tokio::time::timeout(within, done_rx).await;
+        }
+        self.task.abort();
+    }
+}
+
+/// Announces and invalidations, from any task.
+#[derive(Clone)]
+pub struct GossipSender {
+    commands: mpsc::Sender<Command>,
+}
+
+impl GossipSender {
+    /// Asks whoever listens at `addr` to let this node in.
+    pub async fn announce(&self, addr: SocketAddr) {
+        let _ = self.commands.send(Command::Announce(addr)).await;
+    }
+
+    /// Spreads an invalidation to every member.
+    pub async fn invalidate(&self, invalidation: Invalidation) {
+        let _ = self.commands.send(Command::Invalidate(invalidation)).await;
+    }
+}
+
+struct Driver {
+    foca: FocaInstance,
+    runtime: AccumulatingRuntime<NodeId>,
+    timers: TimerQueue<Timer<NodeId>>,
+    socket: UdpSocket,
+    identity: NodeId,
+    swim: SwimConfig,
+    max_packet: usize,
+    /// Members counted into the suspicion and retransmission formulas.
+    cluster_size: usize,
+    keyring: Option<watch::Receiver<Arc<Keyring>>>,
+    members_tx: watch::Sender<Arc<Members>>,
+    joined_tx: watch::Sender<bool>,
+    metrics: Arc<Metrics>,
+}
+
+impl Driver {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut buffer = vec![0u8; RECEIVE_BUFFER];
+        loop {
+            let deadline = self.timers.next_deadline();
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Announce(addr)) => {
+                        let result = self.foca.announce(NodeId::seed(addr), &mut self.runtime);
+                        self.log_error("announce", result);
+                    }
+                    Some(Command::Invalidate(invalidation)) => {
+                        let result = self.foca.add_broadcast(&invalidation.encode()).map(|_| ());
+                        self.log_error("invalidation broadcast", result);
+                    }
+                    Some(Command::Leave(done)) => {
+                        let result = self.foca.leave_cluster(&mut self.runtime);
+                        self.log_error("leave", result);
+                        self.flush_sends().await;
+                        info!("left the gossip cluster");
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => return,
+                },
+                received = self.socket.recv_from(&mut buffer) => match received {
+                    Ok((len, from)) => self.receive(&buffer[..len], from),
+                    Err(error) => debug!(%error, "gossip receive failed"),
+                },
+                () = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                    let now = Instant::now();
+                    while let Some(timer) = self.timers.pop_due(now) {
+                        let result = self.foca.handle_timer(timer, &mut self.runtime);
+                        self.log_error("timer", result);
+                    }
+                }
+            }
+            self.drain().await;
+        }
+    }
+
+    /// One datagram: too large, unsealable or malformed ones are dropped
+    /// and counted, never a panic.
+    fn receive(&mut self, datagram: &[u8], from: SocketAddr) {
+        self.metrics.gossip_packet("in", datagram.len());
+        if datagram.len() > MAX_DATAGRAM {
+            self.metrics.gossip_rejected("oversized");
+            return;
+        }
+        let opened;
+        let payload = match &self.keyring {
+            Some(keyring) => {
+                let keyring = Arc::clone(&keyring.borrow());
+                match security::open(&keyring, GOSSIP_LABEL, datagram) {
+                    Ok(plain) => {
+                        opened = plain;
+                        &opened[..]
+                    }
+                    Err(error) => {
+                        self.metrics.gossip_rejected(error.reason());
+                        debug!(%from, %error, "gossip packet refused");
+                        return;
+                    }
+                }
+            }
+            None => datagram,
+        };
+        if let Err(error) = self.foca.handle_data(payload, &mut self.runtime) {
+            let reason = match error {
+                foca::Error::DataFromOurselves => "from-ourselves",
+                foca::Error::DataTooBig => "oversized",
+                _ => "malformed",
+            };
+            self.metrics.gossip_rejected(reason);
+            debug!(%from, %error, "gossip packet dropped");
+        }
+    }
+
+    /// Sends, then timers, then notifications, then the new snapshot.
+    async fn drain(&mut self) {
+        self.flush_sends().await;
+        let now = Instant::now();
+        while let Some((delay, timer)) = self.runtime.to_schedule() {
+            self.timers.push(now + delay, timer);
+        }
+        while let Some(notification) = self.runtime.to_notify() {
+            match notification {
+                OwnedNotification::MemberUp(id) => debug!(member = ?id, "member up"),
+                OwnedNotification::MemberDown(id) => info!(member = ?id, "member down"),
+                OwnedNotification::Rename(old, new) => debug!(?old, ?new, "member renamed"),
+                OwnedNotification::Rejoin(id) => {
+                    warn!(identity = ?id, "declared down by the cluster; rejoined as a new generation");
+                    self.identity = id;
+                }
+                OwnedNotification::Active => info!("joined the gossip cluster"),
+                OwnedNotification::Idle => info!("no other members left"),
+                OwnedNotification::Defunct => warn!("this node's identity was declared down"),
+                #[allow(unreachable_patterns)]
+                _ => {}
+            }
+        }
+        if self.foca.num_members() > 0 {
+            self.joined_tx
+                .send_if_modified(|joined| !std::mem::replace(joined, true));
+        }
+        self.publish();
+    }
+
+    async fn flush_sends(&mut self) {
+        while let Some((to, data)) = self.runtime.to_send() {
+            let packet = self.seal(data);
+            self.metrics.gossip_packet("out", packet.len());
+            if let Err(error) = self.socket.send_to(&packet, to.gossip).await {
+                debug!(to = %to.gossip, %error, "gossip send failed");
+            }
+        }
+    }
+
+    fn seal(&self, data: Bytes) -> Bytes {
+        match &self.keyring {
+            Some(keyring) => Bytes::from(security::seal(&keyring.borrow(), GOSSIP_LABEL, &data)),
+            None => data,
+        }
+    }
+
+    /// Publishes the membership if it changed, and retunes foca to its size.
+    fn publish(&mut self) {
+        let members = snapshot(&self.identity, &self.foca);
+        let size = members.members.iter().filter(|m| m.state.on_ring()).count();
+        if size != self.cluster_size {
+            self.cluster_size = size;
+            let config = foca_config(&self.swim, size, self.max_packet);
+            if let Err(error) = self.foca.set_config(config) {
+                warn!(%error, "could not retune gossip to the cluster size");
+            }
+        }
+        self.members_tx.send_if_modified(|current| {
+            let changed = **current != members;
+            if changed {
+                *current = Arc::new(members);
+            }
+            changed
+        });
+    }
+
+    fn log_error(&self, what: &str, result: Result<(), foca::Error>) {
+        if let Err(error) = result {
+            debug!(%error, "gossip {what} failed");
+        }
+    }
+}
+
+/// Membership as foca knows it, this node first, then by name.
+fn snapshot(identity: &NodeId, foca: &FocaInstance) -> Members {
+    let me = MemberInfo {
+        name: identity.name.clone(),
+        addr: identity.gossip.ip(),
+        peer_port: identity.peer_port,
+        gossip_port: identity.gossip.port(),
+        state: MemberState::Alive,
+        incarnation: 0,
+        generation: identity.generation,
+    };
+    let mut others: Vec<MemberInfo> = foca
+        .iter_membership_state()
+        .filter(|member| !member.id().is_seed() && member.id().gossip != identity.gossip)
+        .map(|member| MemberInfo {
+            name: member.id().name.clone(),
+            addr: member.id().gossip.ip(),
+            peer_port: member.id().peer_port,
+            gossip_port: member.id().gossip.port(),
+            state: match member.state() {
+                foca::State::Alive => MemberState::Alive,
+                foca::State::Suspect => MemberState::Suspect,
+                foca::State::Down => MemberState::Down,
+            },
+            incarnation: u64::from(member.incarnation()),
+            generation: member.id().generation,
+        })
+        .collect();
+    others.sort_by(|a, b| (&a.name, a.addr).cmp(&(&b.name, b.addr)));
+    let mut members = vec![me];
+    members.extend(others);
+    Members {
+        self_name: identity.name.clone(),
+        members,
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
+}

@@ -1,0 +1,330 @@
+//! SWIM membership end to end: real nodes on 127.0.33.x seeded by a DNS name
+//! that a real DNS server inside the test answers with several A records.
+
+mod common;
+#[path = "common/dns.rs"]
+mod dns;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use common::{Addrs, Config, Node, NodeSpec, Origin, WAIT, poll_until};
+use dns::DnsServer;
+
+static ADDRS: Addrs = Addrs::new(33);
+const NAME: &str = "shoal-gossip.test.svc.cluster.local";
+
+/// How long failure detection may take on a busy machine (defaults: ~5 s).
+const DETECTION: Duration = Duration::from_secs(30);
+
+/// A gossiping node seeded by `seed`, resolving through `dns`.
+fn gossip_spec(ip: IpAddr, config: &Config, dns: &DnsServer, seed: &str) -> NodeSpec {
+    NodeSpec::new(ip)
+        .config(config)
+        .arg("--seed")
+        .arg(seed)
+        .arg("--dns-server")
+        .arg(dns.addr().to_string())
+}
+
+/// A config with a short DNS re-resolve interval, so healing is quick.
+fn gossip_config(origin: &Origin) -> Config {
+    Config::standard(origin).extra("discovery: { resolve_interval: 2s }")
+}
+
+async fn start_cluster(n: usize, origin: &Origin, dns: &DnsServer) -> Vec<Node> {
+    let ips: Vec<IpAddr> = (0..n).map(|_| ADDRS.next()).collect();
+    dns.set(NAME, ips.clone());
+    let config = gossip_config(origin);
+    let mut nodes: Vec<Node> = ips
+        .iter()
+        .map(|&ip| Node::spawn(gossip_spec(ip, &config, dns, NAME)))
+        .collect();
+    for node in &mut nodes {
+        node.wait_ready().await;
+    }
+    for node in &nodes {
+        wait_for_alive(node, &ips).await;
+    }
+    nodes
+}
+
+/// The names of the members a node reports in `state`.
+async fn members_in(node: &Node, state: &str) -> BTreeSet<IpAddr> {
+    let members = node.admin_get("/_members").await.json();
+    members["members"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter(|m| m["state"] == state)
+                .filter_map(|m| m["addr"].as_str().and_then(|a| a.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `node` sees exactly `ips` alive.
+async fn wait_for_alive(node: &Node, ips: &[IpAddr]) {
+    let want: BTreeSet<IpAddr> = ips.iter().copied().collect();
+    poll_until(
+        &format!("{} to see {want:?} alive", node.name),
+        WAIT,
+        || async {
+            let alive = members_in(node, "alive").await;
+            if alive == want {
+                Ok(())
+            } else {
+                Err(format!("alive: {alive:?}"))
+            }
+        },
+    )
+    .await;
+}
+
+async fn ring_members(node: &Node) -> i64 {
+    let metrics = node.admin_get("/metrics").await.text();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("shoal_ring_members "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_seeded_by_one_name_converge_and_agree_on_owners() {
+    let origin = Origin::start().await;
+    let dns = DnsServer::start().await;
+    let nodes = start_cluster(5, &origin, &dns).await;
+    for node in &nodes {
+        assert_eq!(ring_members(node).await, 5, "{}", node.name);
+    }
+    for k in 0..1000 {
+        let key = format!("key-{k}");
+        let mut owners = BTreeSet::new();
+        for node in &nodes {
+            owners.insert(node.ring_owner("data", &key).await);
+        }
+        assert_eq!(
+            owners.len(),
+            1,
+            "nodes disagree on the owner of {key}: {owners:?}"
+        );
+    }
+    assert!(dns.queries() >= 5, "the nodes never asked the DNS server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_node_singleflight_holds_on_a_gossip_cluster() {
+    let origin = Origin::start().await;
+    let dns = DnsServer::start().await;
+    let nodes = start_cluster(3, &origin, &dns).await;
+    let gets: Vec<_> = (0..30)
+        .map(|i| nodes[i % nodes.len()].spawn_get("/data/slow-gossip-one"))
+        .collect();
+    for get in gets {
+        let resp = get.await.expect("request task");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(resp.text(), "origin:slow-gossip-one");
+    }
+    assert_eq!(origin.count("slow-gossip-one"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_leaves_every_ring() {
+    let origin = Origin::start().await;
+    let dns = DnsServer::start().await;
+    let mut nodes = start_cluster(4, &origin, &dns).await;
+    let mut victim = nodes.pop().expect("four nodes");
+    let victim_ip = victim.ip;
+    let killed_at = Instant::now();
+    victim.kill();
+    for node in &nodes {
+        poll_until(
+            &format!("{} to drop {victim_ip}", node.name),
+            DETECTION,
+            || async {
+                let alive = members_in(node, "alive").await;
+                let suspect = members_in(node, "suspect").await;
+                if alive.contains(&victim_ip) || suspect.contains(&victim_ip) {
+                    Err(format!("alive {alive:?}, suspect {suspect:?}"))
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .await;
+        assert_eq!(ring_members(node).await, 3);
+    }
+    eprintln!(
+        "SIGKILL → gone from every ring in {:?}",
+        killed_at.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_node_leaves_at_once_without_suspicion() {
+    let origin = Origin::start().await;
+    let dns = DnsServer::start().await;
+    let mut nodes = start_cluster(4, &origin, &dns).await;
+    let mut leaver = nodes.pop().expect("four nodes");
+    let leaver_ip = leaver.ip;
+    let terminated_at = Instant::now();
+    leaver.terminate();
+    for node in &nodes {
+        poll_until(
+            &format!("{} to drop {leaver_ip}", node.name),
+            WAIT,
+            || async {
+                let suspect = members_in(node, "suspect").await;
+                assert!(
+                    !suspect.contains(&leaver_ip),
+                    "{} suspected {leaver_ip}: a leave must skip suspicion",
+                    node.name
+                );
+                if members_in(node, "alive").await.contains(&leaver_ip) {
+                    Err("still alive".into())
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .await;
+    }
+    eprintln!(
+        "SIGTERM → gone from every ring in {:?}",
+        terminated_at.elapsed()
+    );
+    let status = leaver.wait_exit(Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(0), "{}", leaver.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_rejoins_as_a_new_generation() {
+    let origin = Origin::start().await;
+    let dns = DnsServer::start().await;
+    let mut nodes = start_cluster(3, &origin, &dns).await;
+    let generation_of = |node: &Node, ip: IpAddr| {
+        let client = common::http_client();
+        let url = node.admin_url("/_members");
+        async move {
+            let members: serde_json::Value =
+                serde_json::from_slice(&client.get(url).send().await.ok()?.bytes().await.ok()?)
+                    .ok()?;
+            members["members"].as_array()?.iter().find_map(|m| {
+                (m["addr"].as_str()?.parse::<IpAddr>().ok()? == ip && m["state"] == "alive")
+                    .then(|| m["generation"].as_u64())
+                    .flatten()
+            })
+        }
+    };
+    let ip = nodes[2].ip;
+    let before = generation_of(&nodes[0], ip)
+        .await
+        .expect("the node is alive");
+    nodes[2].kill();
+    let config = gossip_config(&origin);
+    let restarted = Node::start(gossip_spec(ip, &config, &dns, NAME)).await;
+    poll_until(
+        "the restarted node to be alive with a new generation",
+        WAIT,
+        || async {
+            match generation_of(&nodes[0], ip).await {
+                Some(generation) if generation > before => Ok(()),
+                other => Err(format!("generation {other:?}, before {before}")),
+            }
+        },
+    )
+    .await;
+    wait_for_alive(&restarted, &[nodes[0].ip, nodes[1].ip, ip]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_clusters_merge_once_the_name_answers_all_of_them() {
+    let origin = Origin::start().await;
+    let dns = DnsServer::start().await;
+    let config = gossip_config(&origin);
+    let (one, two) = ("one.shoal.test", "two.shoal.test");
+    let left: Vec<IpAddr> = (0..2).map(|_| ADDRS.next()).collect();
+    let right: Vec<IpAddr> = (0..2).map(|_| ADDRS.next()).collect();
+    dns.set(one, left.clone());
+    dns.set(two, right.clone());
+    let mut nodes: Vec<Node> = Vec::new();
+    for &ip in &left {
+        nodes.push(Node::spawn(gossip_spec(ip, &config, &dns, one)));
+    }
+    for &ip in &right {
+        nodes.push(Node::spawn(gossip_spec(ip, &config, &dns, two)));
+    }
+    for node in &mut nodes {
+        node.wait_ready().await;
+    }
+    wait_for_alive(&nodes[0], &left).await;
+    wait_for_alive(&nodes[2], &right).await;
+    assert!(
+        members_in(&nodes[0], "alive")
+            .await
+            .is_disjoint(&right.iter().copied().collect())
+    );
+
+    let all: Vec<IpAddr> = left.iter().chain(&right).copied().collect();
+    dns.set(one, all.clone());
+    dns.set(two, all.clone());
+    for node in &nodes {
+        wait_for_alive(node, &all).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_and_put_reach_other_nodes_copies_through_gossip() {
+    let origin = Origin::start().await;
+    let dns = DnsServer::start().await;
+    let nodes = start_cluster(3, &origin, &dns).await;
+    let key = "ver-gossip-invalidate";
+    let owner_ip = nodes[0].ring_owner("data", key).await;
+    let reader = nodes
+        .iter()
+        .find(|n| n.ip != owner_ip)
+        .expect("a non-owner");
+    let writer = nodes
+        .iter()
+        .find(|n| n.ip != owner_ip && n.ip != reader.ip)
+        .expect("another non-owner");
+    // Read until the reader keeps a hot copy.
+    poll_until("a hot copy at the reader", WAIT, || async {
+        let resp = reader.get(&format!("/data/{key}")).await;
+        if resp.source() == Some("hot") {
+            Ok(())
+        } else {
+            Err(format!("{:?}", resp.source()))
+        }
+    })
+    .await;
+    let first = reader.get(&format!("/data/{key}")).await.text();
+
+    let resp = writer.delete(&format!("/data/{key}")).await;
+    assert_eq!(resp.status, 204, "{}", resp.text());
+    poll_until("the reader to drop its hot copy", WAIT, || async {
+        let resp = reader.get(&format!("/data/{key}")).await;
+        if resp.source() != Some("hot") && resp.text() != first {
+            Ok(())
+        } else {
+            Err(format!("{:?} {}", resp.source(), resp.text()))
+        }
+    })
+    .await;
+
+    let resp = writer.put(&format!("/data/{key}"), "written").await;
+    assert_eq!(resp.status, 204, "{}", resp.text());
+    for node in &nodes {
+        poll_until(
+            &format!("{} to serve the PUT value", node.name),
+            WAIT,
+            || async {
+                let text = node.get(&format!("/data/{key}")).await.text();
+                if text == "written" { Ok(()) } else { Err(text) }
+            },
+        )
+        .await;
+    }
+}

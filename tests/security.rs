@@ -1,0 +1,359 @@
+//! Signed peer requests end to end, in process: the real peer client
+//! ([`HttpPeers`]) against the real peer server, on `127.0.0.1:0`.
+//!
+//! Whole-node tests (unsigned requests to a running `shoal`, nodes with
+//! different keyrings) belong with the node wiring.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use shoal::cache::{CopyDrops, Group, Groups, PeerError, Peers, Requester, RingView, Value};
+use shoal::config::{GroupConfig, LoaderConfig, PeerConfig};
+use shoal::loader::Loader;
+use shoal::metrics::Metrics;
+use shoal::peer::client::HttpPeers;
+use shoal::peer::protocol;
+use shoal::peer::server::{self, PeerState};
+use shoal::ring::{Member, Ring};
+use shoal::security::signing::{NONCE_HEADER, SENDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use shoal::security::{Keyring, RequestParts, Signer, unix_now};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+const MAX_VALUE: u64 = 1024;
+
+fn keyring(bytes: &[u8]) -> Keyring {
+    Keyring::new(bytes.iter().map(|&b| [b; 32])).expect("keys")
+}
+
+fn keys(bytes: &[u8]) -> watch::Receiver<Arc<Keyring>> {
+    watch::channel(Arc::new(keyring(bytes))).1
+}
+
+fn peer_config() -> PeerConfig {
+    PeerConfig {
+        timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(1),
+    }
+}
+
+fn unsigned_client() -> HttpPeers {
+    shoal::node::install_crypto_provider();
+    HttpPeers::new(&peer_config()).expect("client")
+}
+
+fn client(sender: &str, keyring: watch::Receiver<Arc<Keyring>>) -> HttpPeers {
+    unsigned_client().with_signing(sender.parse().expect("addr"), keyring)
+}
+
+/// One node's peer API, serving a demo group `g` that it owns entirely.
+struct Server {
+    member: Member,
+    metrics: Arc<Metrics>,
+    group: Arc<Group>,
+    stop: CancellationToken,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Server {
+    async fn start(keyring: Option<watch::Receiver<Arc<Keyring>>>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let member = Member::new(addr, "server");
+        let (_ring_tx, ring) = watch::channel(Arc::new(Ring::new([member.clone()])));
+        let metrics = Arc::new(Metrics::new());
+        let config = GroupConfig {
+            capacity: 1 << 20,
+            hot_fraction: 0.125,
+            ttl: None,
+            hot_ttl: None,
+            negative_ttl: None,
+            read_only: false,
+            max_value: MAX_VALUE,
+            loader: LoaderConfig::Demo {
+                delay: Duration::ZERO,
+            },
+        };
+        let group = Arc::new(Group::new(
+            "g",
+            config,
+            Loader::Demo {
+                delay: Duration::ZERO,
+            },
+            Arc::new(unsigned_client()),
+            RingView::new(ring, addr),
+            CopyDrops::Fanout,
+            metrics.group("g"),
+        ));
+        let state = Arc::new(PeerState {
+            groups: Arc::new(Groups::new([Arc::clone(&group)], None)),
+            metrics: Arc::clone(&metrics),
+        });
+        let router = match keyring {
+            Some(keyring) => server::signed_router(state, keyring),
+            None => server::router(state),
+        };
+        let stop = CancellationToken::new();
+        let stopped = stop.clone().cancelled_owned();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+                .expect("serve");
+        });
+        Self {
+            member,
+            metrics,
+            group,
+            stop,
+        }
+    }
+
+    fn rejected(&self, reason: &str) -> u64 {
+        let needle = format!("shoal_peer_rejected_total{{reason=\"{reason}\"}} ");
+        self.metrics
+            .render()
+            .lines()
+            .find_map(|line| line.strip_prefix(&needle))
+            .map_or(0, |count| count.parse().expect("count"))
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("http://{}{}", self.member.id, protocol::path("g", key))
+    }
+}
+
+fn assert_unauthorized(result: Result<impl std::fmt::Debug, PeerError>, says: &str) {
+    match result {
+        Err(PeerError::Failed(message)) => {
+            assert!(message.contains("401"), "{message}");
+            assert!(message.contains("unauthorized"), "{message}");
+            assert!(message.contains(says), "{message}");
+        }
+        other => panic!("expected a 401, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn signed_requests_pass() {
+    let server = Server::start(Some(keys(&[1]))).await;
+    let peers = client("127.0.0.7:8000", keys(&[1]));
+
+    let fetched = peers
+        .fetch(&server.member, "g", "a/b c")
+        .await
+        .expect("fetch");
+    assert_eq!(fetched.value.bytes, Bytes::from("Value of a/b c"));
+
+    let value = Value::new(Bytes::from_static(b"stored"), None);
+    peers
+        .store(&server.member, "g", "k", &value)
+        .await
+        .expect("store");
+    let stored = server.group.get("k", Requester::Peer).await.expect("get");
+    assert_eq!(stored.value.bytes, Bytes::from_static(b"stored"));
+
+    peers
+        .remove(&server.member, "g", "k")
+        .await
+        .expect("remove");
+    assert_eq!(server.rejected("missing-signature"), 0);
+    assert_eq!(server.rejected("bad-signature"), 0);
+}
+
+#[tokio::test]
+async fn unsigned_requests_are_refused_only_where_a_keyring_is_set() {
+    let signed = Server::start(Some(keys(&[1]))).await;
+    let peers = unsigned_client();
+    assert_unauthorized(
+        peers.fetch(&signed.member, "g", "k").await,
+        "accepts only signed peer requests",
+    );
+    let value = Value::new(Bytes::from_static(b"v"), None);
+    assert_unauthorized(
+        peers.store(&signed.member, "g", "k", &value).await,
+        "no x-shoal-signature header",
+    );
+    assert_unauthorized(peers.remove(&signed.member, "g", "k").await, "signed");
+    assert_eq!(signed.rejected("missing-signature"), 3);
+    // Unknown paths too are refused before anything else.
+    let response = reqwest::get(format!("http://{}/elsewhere", signed.member.id))
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["x-shoal-error"], "unauthorized");
+    assert_eq!(signed.rejected("missing-signature"), 4);
+
+    let open = Server::start(None).await;
+    peers.fetch(&open.member, "g", "k").await.expect("fetch");
+    // A signing client is welcome on a node without a keyring.
+    client("127.0.0.7:8000", keys(&[1]))
+        .fetch(&open.member, "g", "k")
+        .await
+        .expect("fetch");
+}
+
+#[tokio::test]
+async fn another_keyring_is_refused_until_the_keys_overlap() {
+    let (server_keys_tx, server_keys) = watch::channel(Arc::new(keyring(&[1])));
+    let server = Server::start(Some(server_keys)).await;
+    let (client_keys_tx, client_keys) = watch::channel(Arc::new(keyring(&[2])));
+    let peers = client("127.0.0.7:8000", client_keys);
+
+    assert_unauthorized(
+        peers.fetch(&server.member, "g", "k").await,
+        "the request's signature matches no key in this node's keyring",
+    );
+    assert_eq!(server.rejected("bad-signature"), 1);
+
+    // Rotation: the server learns key 2 (second), the client still signs with it.
+    server_keys_tx.send_replace(Arc::new(keyring(&[1, 2])));
+    peers
+        .fetch(&server.member, "g", "k")
+        .await
+        .expect("accepted");
+    // The client moves to key 1 first; the server takes both.
+    client_keys_tx.send_replace(Arc::new(keyring(&[1, 2])));
+    peers
+        .fetch(&server.member, "g", "k")
+        .await
+        .expect("accepted");
+    // Key 2 retired on the server: a client still signing with it is refused.
+    server_keys_tx.send_replace(Arc::new(keyring(&[1])));
+    client_keys_tx.send_replace(Arc::new(keyring(&[2])));
+    assert_unauthorized(peers.fetch(&server.member, "g", "k").await, "no key");
+    assert_eq!(server.rejected("bad-signature"), 2);
+}
+
+#[tokio::test]
+async fn identical_concurrent_gets_from_different_nodes_all_pass() {
+    let server = Server::start(Some(keys(&[1]))).await;
+    let senders = ["127.0.0.7:8000", "127.0.0.8:8000", "127.0.0.9:8000"];
+    let clients: Vec<HttpPeers> = senders.iter().map(|s| client(s, keys(&[1]))).collect();
+    let owner = &server.member;
+    let fetches = clients
+        .iter()
+        .flat_map(|peers| (0..10).map(move |_| peers.fetch(owner, "g", "same")));
+    for result in futures::future::join_all(fetches).await {
+        assert_eq!(
+            result.expect("every fetch passes").value.bytes,
+            Bytes::from("Value of same")
+        );
+    }
+    assert_eq!(server.rejected("replayed-nonce"), 0);
+}
+
+/// Signs a raw request the way [`HttpPeers`] does.
+fn signed_request(
+    http: &reqwest::Client,
+    server: &Server,
+    method: reqwest::Method,
+    key: &str,
+    body: &'static [u8],
+    now: u64,
+) -> reqwest::Request {
+    let mut request = http
+        .request(method, server.url(key))
+        .body(body)
+        .build()
+        .expect("request");
+    let path = request.url().path().to_owned();
+    let mut headers = http::HeaderMap::new();
+    Signer::new("127.0.0.7:8000").expect("sender").sign(
+        &keyring(&[1]),
+        &RequestParts {
+            method: request.method().as_str(),
+            path_and_query: &path,
+            content_type: None,
+            body,
+        },
+        now,
+        &mut headers,
+    );
+    request.headers_mut().extend(headers);
+    request
+}
+
+#[tokio::test]
+async fn replays_skew_and_tampering_are_refused() {
+    let server = Server::start(Some(keys(&[1]))).await;
+    let http = reqwest::Client::new();
+
+    let request = signed_request(&http, &server, reqwest::Method::PUT, "k", b"v1", unix_now());
+    let replay = request.try_clone().expect("clonable");
+    let response = http.execute(request).await.expect("sent");
+    assert_eq!(response.status(), 204);
+    let response = http.execute(replay).await.expect("sent");
+    assert_eq!(response.status(), 401);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("replay"), "{body}");
+    assert_eq!(server.rejected("replayed-nonce"), 1);
+
+    let stale = unix_now() - 120;
+    let request = signed_request(&http, &server, reqwest::Method::GET, "k", b"", stale);
+    let response = http.execute(request).await.expect("sent");
+    assert_eq!(response.status(), 401);
+    assert_eq!(server.rejected("clock-skew"), 1);
+
+    // Another body under the same signature.
+    let mut request = signed_request(&http, &server, reqwest::Method::PUT, "k", b"v2", unix_now());
+    *request.body_mut() = Some(reqwest::Body::from("forged"));
+    let response = http.execute(request).await.expect("sent");
+    assert_eq!(response.status(), 401);
+    // Signed for one key, sent for another.
+    let mut request = signed_request(
+        &http,
+        &server,
+        reqwest::Method::DELETE,
+        "k",
+        b"",
+        unix_now(),
+    );
+    *request.url_mut() = server.url("other").parse().expect("url");
+    let response = http.execute(request).await.expect("sent");
+    assert_eq!(response.status(), 401);
+    assert_eq!(server.rejected("bad-signature"), 2);
+
+    // Every header present but garbled.
+    let mut request = signed_request(&http, &server, reqwest::Method::GET, "k", b"", unix_now());
+    for name in [
+        TIMESTAMP_HEADER,
+        NONCE_HEADER,
+        SENDER_HEADER,
+        SIGNATURE_HEADER,
+    ] {
+        request
+            .headers_mut()
+            .insert(name, http::HeaderValue::from_static("?"));
+    }
+    let response = http.execute(request).await.expect("sent");
+    assert_eq!(response.status(), 401);
+    assert_eq!(server.rejected("bad-signature"), 3);
+
+    // The value stored by the one genuine PUT is intact.
+    let stored = server.group.get("k", Requester::Peer).await.expect("get");
+    assert_eq!(stored.value.bytes, Bytes::from_static(b"v1"));
+}
+
+#[tokio::test]
+async fn signed_bodies_are_read_within_the_groups_max_value() {
+    let server = Server::start(Some(keys(&[1]))).await;
+    let peers = client("127.0.0.7:8000", keys(&[1]));
+    let at_limit = Value::new(Bytes::from(vec![b'x'; MAX_VALUE as usize]), None);
+    peers
+        .store(&server.member, "g", "k", &at_limit)
+        .await
+        .expect("a value at max_value is stored");
+    let too_large = Value::new(Bytes::from(vec![b'x'; MAX_VALUE as usize + 1]), None);
+    match peers.store(&server.member, "g", "k", &too_large).await {
+        Err(PeerError::Failed(message)) => assert!(message.contains("413"), "{message}"),
+        other => panic!("expected a 413, got {other:?}"),
+    }
+}
