@@ -328,3 +328,192 @@ async fn delete_and_put_reach_other_nodes_copies_through_gossip() {
         .await;
     }
 }
+
+/// A keyring file of `keys` (32 bytes each, filled with the given byte).
+fn keyring_file(dir: &std::path::Path, name: &str, keys: &[u8]) -> std::path::PathBuf {
+    use base64::Engine;
+    let text: String = keys
+        .iter()
+        .map(|&b| {
+            format!(
+                "{}\n",
+                base64::engine::general_purpose::STANDARD.encode([b; 32])
+            )
+        })
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write the keyring");
+    path
+}
+
+async fn metric_sum(node: &Node, prefix: &str) -> f64 {
+    node.admin_get("/metrics")
+        .await
+        .text()
+        .lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_keyring_never_joins() {
+    let origin = Origin::start().await;
+    let dns = DnsServer::start().await;
+    let keys = tempfile::tempdir().expect("temp dir");
+    let ours = keyring_file(keys.path(), "ours", &[1, 2]);
+    let theirs = keyring_file(keys.path(), "theirs", &[9]);
+    let config = gossip_config(&origin);
+    let name = "keyring.shoal.test";
+    let ips: Vec<IpAddr> = (0..3).map(|_| ADDRS.next()).collect();
+    dns.set(name, ips.clone());
+    let spec = |ip, keyring: &std::path::Path| {
+        gossip_spec(ip, &config, &dns, name)
+            .arg("--keyring")
+            .arg(keyring.display().to_string())
+    };
+    let mut a = Node::spawn(spec(ips[0], &ours));
+    let mut b = Node::spawn(spec(ips[1], &ours));
+    // Never ready: its seeds name others, and it can join none of them.
+    let outsider = Node::spawn(spec(ips[2], &theirs));
+    a.wait_ready().await;
+    b.wait_ready().await;
+    wait_for_alive(&a, &ips[..2]).await;
+    wait_for_alive(&b, &ips[..2]).await;
+    // The outsider's announces reached them and were refused.
+    poll_until("the outsider's packets to be refused", WAIT, || async {
+        let refused = metric_sum(&a, "shoal_gossip_rejected_total{reason=\"no-key-opens\"}").await
+            + metric_sum(&b, "shoal_gossip_rejected_total{reason=\"no-key-opens\"}").await;
+        if refused > 0.0 {
+            Ok(())
+        } else {
+            Err("nothing refused yet".into())
+        }
+    })
+    .await;
+    for node in [&a, &b] {
+        let all: BTreeSet<IpAddr> = ["alive", "suspect", "down"]
+            .iter()
+            .map(|state| members_in(node, state))
+            .collect::<futures::future::JoinAll<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        assert!(
+            !all.contains(&ips[2]),
+            "{} lists the outsider: {all:?}",
+            node.name
+        );
+    }
+    let outsider_sees = members_in(&outsider, "alive").await;
+    assert_eq!(outsider_sees, BTreeSet::from([ips[2]]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_requests_without_a_signature_are_refused() {
+    let origin = Origin::start().await;
+    let dns = DnsServer::start().await;
+    let keys = tempfile::tempdir().expect("temp dir");
+    let keyring = keyring_file(keys.path(), "keyring", &[7]);
+    let config = gossip_config(&origin);
+    let name = "signed.shoal.test";
+    let ips: Vec<IpAddr> = (0..2).map(|_| ADDRS.next()).collect();
+    dns.set(name, ips.clone());
+    let mut nodes: Vec<Node> = ips
+        .iter()
+        .map(|&ip| {
+            Node::spawn(
+                gossip_spec(ip, &config, &dns, name)
+                    .arg("--keyring")
+                    .arg(keyring.display().to_string()),
+            )
+        })
+        .collect();
+    for node in &mut nodes {
+        node.wait_ready().await;
+    }
+    for node in &nodes {
+        wait_for_alive(node, &ips).await;
+    }
+    // Signed traffic between members works: a key owned by the other node.
+    let mut key = String::new();
+    for i in 0.. {
+        key = format!("signed-{i}");
+        if nodes[0].ring_owner("data", &key).await == ips[1] {
+            break;
+        }
+    }
+    let resp = nodes[0].get(&format!("/data/{key}")).await;
+    assert_eq!(
+        (resp.status, resp.source()),
+        (200, Some("peer")),
+        "{}",
+        resp.text()
+    );
+
+    // An unsigned request straight to the peer port is refused.
+    use base64::Engine;
+    let segment = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&key);
+    let url = format!("http://{}:8000/_shoal/v1/data/{segment}", ips[1]);
+    let resp = common::http_client()
+        .get(url)
+        .send()
+        .await
+        .expect("peer port answers");
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value =
+        serde_json::from_slice(&resp.bytes().await.expect("body")).expect("a JSON error");
+    assert!(body["error"].is_string(), "{body}");
+    let refused = metric_sum(
+        &nodes[1],
+        "shoal_peer_rejected_total{reason=\"missing-signature\"}",
+    )
+    .await;
+    assert!(refused >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_datagrams_are_dropped_and_counted() {
+    let origin = Origin::start().await;
+    let dns = DnsServer::start().await;
+    let nodes = start_cluster(2, &origin, &dns).await;
+    let target = std::net::SocketAddr::new(nodes[0].ip, 7946);
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        // xorshift: reproducible junk without a dependency.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    // Small batches, each counted before the next, so no datagram is lost
+    // to a full socket buffer and every one must show up in the counter.
+    const BATCHES: usize = 50;
+    const BATCH: usize = 40;
+    let before = metric_sum(&nodes[0], "shoal_gossip_rejected_total").await;
+    for batch in 1..=BATCHES {
+        for _ in 0..BATCH {
+            let len = (next() % 1600) as usize;
+            let datagram: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            socket.send_to(&datagram, target).await.expect("send");
+        }
+        let want = before + (batch * BATCH) as f64;
+        poll_until("the junk to be counted as rejected", WAIT, || async {
+            let rejected = metric_sum(&nodes[0], "shoal_gossip_rejected_total").await;
+            if rejected >= want {
+                Ok(())
+            } else {
+                Err(format!("{rejected} of {want} counted"))
+            }
+        })
+        .await;
+    }
+    // Still a member, still serving.
+    wait_for_alive(&nodes[1], &[nodes[0].ip, nodes[1].ip]).await;
+    let resp = nodes[0].get("/data/after-junk").await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}

@@ -34,6 +34,8 @@ use crate::security::{self, Keyring};
 const GOSSIP_LABEL: &[u8] = b"shoal-gossip-v1";
 /// A datagram this large cannot be ours; reading one more byte tells.
 const RECEIVE_BUFFER: usize = MAX_DATAGRAM + 1;
+/// Kernel receive buffer asked for the gossip socket.
+const RECEIVE_SOCKET_BUFFER: usize = 4 << 20;
 
 type FocaInstance = Foca<NodeId, PostcardCodec, StdRng, InvalidationHandler>;
 
@@ -67,7 +69,7 @@ impl Gossip {
         metrics: Arc<Metrics>,
         invalidations: mpsc::UnboundedSender<Invalidation>,
     ) -> std::io::Result<Self> {
-        let socket = UdpSocket::bind(settings.bind).await?;
+        let socket = bind_udp(settings.bind)?;
         let max_packet = if settings.keyring.is_some() {
             MAX_DATAGRAM - security::SEAL_OVERHEAD
         } else {
@@ -358,6 +360,24 @@ fn snapshot(identity: &NodeId, foca: &FocaInstance) -> Members {
         self_name: identity.name.clone(),
         members,
     }
+}
+
+/// The gossip socket: `::` accepts IPv4 too, and a receive buffer larger
+/// than the default absorbs bursts (many members answering at once).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(RECEIVE_SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 fn far_future() -> Instant {
