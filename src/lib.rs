@@ -2,7 +2,8 @@
 //!
 //! A distributed read-through cache node: groupcache semantics (consistent-hash
 //! ownership, singleflight loading, a main and a hot cache, peer fetches)
-//! served over HTTP, for Kubernetes pods.
+//! served over HTTP, with memberlist-style SWIM gossip membership, for
+//! Kubernetes pods.
 //!
 //! # Layout
 //!
@@ -14,7 +15,9 @@
 //!   health, members, ring, stats; port 9090), on axum.
 //! - [`peer`]: the node-to-node API (port 8000): its wire format, the reqwest
 //!   client the cache uses, and the axum server that answers.
-//! - [`membership`]: who is in the cluster, published as snapshots.
+//! - [`membership`]: who is in the cluster, published as snapshots: a fixed
+//!   list, or SWIM gossip (foca, driven by one task; identities, timings,
+//!   timers and invalidation broadcasts as pure parts).
 //! - [`discovery`]: gossip seeds, re-resolved through DNS; whom to announce to.
 //! - [`cache`]: groups: main and hot caches (moka, weighed in bytes),
 //!   singleflight, TTLs, invalidation epochs, hot admission, stats. Reads the
