@@ -78,7 +78,8 @@ impl Cluster {
     }
 
     fn spawn(&self, ip: IpAddr) -> Child {
-        let log = std::fs::File::create(self.dir.join(format!("{}-{ip}.log", self.profile))).expect("log file");
+        let log = std::fs::File::create(self.dir.join(format!("{}-{ip}.log", self.profile)))
+            .expect("log file");
         let mut command = Command::new(&self.binary);
         command
             .args(["--bind", &ip.to_string(), "--node-name", &format!("n-{ip}")])
@@ -95,7 +96,9 @@ impl Cluster {
     }
 
     async fn start(binary: &Path, dir: &Path, profile: &str, n: usize) -> (Self, Duration) {
-        let ips: Vec<IpAddr> = (0..n).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 34, 2 + i as u8))).collect();
+        let ips: Vec<IpAddr> = (0..n)
+            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 34, 2 + i as u8)))
+            .collect();
         let mut cluster = Self {
             binary: binary.to_owned(),
             dir: dir.to_owned(),
@@ -111,7 +114,10 @@ impl Cluster {
         let started = Instant::now();
         for &ip in &ips {
             let child = cluster.spawn(ip);
-            cluster.nodes.push(Node { ip, child: Some(child) });
+            cluster.nodes.push(Node {
+                ip,
+                child: Some(child),
+            });
         }
         cluster.wait_all_alive(Duration::from_secs(120)).await;
         (cluster, started.elapsed())
@@ -132,7 +138,11 @@ impl Cluster {
     }
 
     fn live(&self) -> Vec<IpAddr> {
-        self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.ip).collect()
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.ip)
+            .collect()
     }
 
     async fn wait_all_alive(&self, limit: Duration) {
@@ -149,7 +159,10 @@ impl Cluster {
             if done {
                 return;
             }
-            assert!(Instant::now() < deadline, "cluster did not converge within {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "cluster did not converge within {limit:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -168,7 +181,10 @@ impl Cluster {
                 }
             }
             pending = still;
-            assert!(since.elapsed() < Duration::from_secs(120), "{gone} never left the rings");
+            assert!(
+                since.elapsed() < Duration::from_secs(120),
+                "{gone} never left the rings"
+            );
             if !pending.is_empty() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -197,10 +213,17 @@ impl Cluster {
         let mut packets = 0.0;
         for ip in self.live() {
             let url = format!("http://{ip}:9090/metrics");
-            let Ok(response) = self.client.get(url).send().await else { continue };
+            let Ok(response) = self.client.get(url).send().await else {
+                continue;
+            };
             let text = response.text().await.unwrap_or_default();
             for line in text.lines() {
-                let value = || line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                let value = || {
+                    line.rsplit(' ')
+                        .next()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or(0.0)
+                };
                 if line.starts_with("shoal_gossip_bytes_total{direction=\"out\"}") {
                     bytes += value();
                 } else if line.starts_with("shoal_gossip_packets_total{direction=\"out\"}") {
@@ -244,8 +267,22 @@ fn secs(d: Duration) -> String {
 fn iptables(action: &str) -> bool {
     Command::new("iptables")
         .args([
-            action, "INPUT", "-s", SUBNET, "-d", SUBNET, "-p", "udp", "-m", "statistic", "--mode", "random",
-            "--probability", "0.1", "-j", "DROP",
+            action,
+            "INPUT",
+            "-s",
+            SUBNET,
+            "-d",
+            SUBNET,
+            "-p",
+            "udp",
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            "0.1",
+            "-j",
+            "DROP",
         ])
         .status()
         .map(|s| s.success())
@@ -277,8 +314,14 @@ async fn measure(args: &Args, profile: &str) -> Vec<(String, String)> {
     let per_node = |total: f64| total / args.nodes as f64 / window.as_secs_f64();
     let (bytes, packets) = (per_node(b1 - b0), per_node(p1 - p0));
     println!("steady gossip per node: {bytes:.0} B/s, {packets:.1} packets/s (sent)");
-    rows.push(("gossip sent per node (bytes/s)".into(), format!("{bytes:.0}")));
-    rows.push(("gossip sent per node (packets/s)".into(), format!("{packets:.1}")));
+    rows.push((
+        "gossip sent per node (bytes/s)".into(),
+        format!("{bytes:.0}"),
+    ));
+    rows.push((
+        "gossip sent per node (packets/s)".into(),
+        format!("{packets:.1}"),
+    ));
 
     for (label, signal) in [("SIGKILL", libc::SIGKILL), ("SIGTERM", libc::SIGTERM)] {
         let mut times = Vec::new();
@@ -293,21 +336,33 @@ async fn measure(args: &Args, profile: &str) -> Vec<(String, String)> {
             if signal == libc::SIGTERM {
                 assert!(status.success(), "{gone} exited with {status}");
             }
-            println!("{label} trial {trial}: {gone} gone from every ring in {}s", secs(took));
+            println!(
+                "{label} trial {trial}: {gone} gone from every ring in {}s",
+                secs(took)
+            );
             times.push(took);
             cluster.restart(index).await;
         }
         let max = *times.iter().max().expect("trials");
         let med = median(&mut times);
-        rows.push((format!("{label} → gone from every ring, median (s)"), secs(med)));
-        rows.push((format!("{label} → gone from every ring, max (s)"), secs(max)));
+        rows.push((
+            format!("{label} → gone from every ring, median (s)"),
+            secs(med),
+        ));
+        rows.push((
+            format!("{label} → gone from every ring, max (s)"),
+            secs(max),
+        ));
     }
 
     if args.loss_seconds > 0 {
         let guard = LossGuard;
         if !iptables("-I") {
             println!("iptables unavailable: skipping the packet-loss run");
-            rows.push(("false positives at 10% loss".into(), "not measured (no iptables)".into()));
+            rows.push((
+                "false positives at 10% loss".into(),
+                "not measured (no iptables)".into(),
+            ));
         } else {
             let until = Instant::now() + Duration::from_secs(args.loss_seconds);
             let mut marked_down = BTreeSet::new();
@@ -334,11 +389,17 @@ async fn measure(args: &Args, profile: &str) -> Vec<(String, String)> {
                 suspected.len()
             );
             rows.push((
-                format!("healthy nodes marked down, 10% loss, {} s", args.loss_seconds),
+                format!(
+                    "healthy nodes marked down, 10% loss, {} s",
+                    args.loss_seconds
+                ),
                 marked_down.len().to_string(),
             ));
             rows.push((
-                format!("healthy nodes ever suspected, 10% loss, {} s", args.loss_seconds),
+                format!(
+                    "healthy nodes ever suspected, 10% loss, {} s",
+                    args.loss_seconds
+                ),
                 suspected.len().to_string(),
             ));
         }
@@ -351,7 +412,10 @@ async fn measure(args: &Args, profile: &str) -> Vec<(String, String)> {
 async fn main() {
     let args = parse_args();
     shoal::node::install_crypto_provider();
-    assert!(args.nodes >= 3 && args.nodes <= 200, "--nodes between 3 and 200");
+    assert!(
+        args.nodes >= 3 && args.nodes <= 200,
+        "--nodes between 3 and 200"
+    );
     std::fs::create_dir_all(&args.out).expect("results dir");
     let mut table: Vec<(String, Vec<String>)> = Vec::new();
     for profile in &args.profiles {
@@ -362,7 +426,11 @@ async fn main() {
             table[i].1.push(value);
         }
     }
-    let mut summary = format!("| measure (N = {}) | {} |\n|---|", args.nodes, args.profiles.join(" | "));
+    let mut summary = format!(
+        "| measure (N = {}) | {} |\n|---|",
+        args.nodes,
+        args.profiles.join(" | ")
+    );
     summary.push_str(&"---|".repeat(args.profiles.len()));
     summary.push('\n');
     for (name, values) in &table {

@@ -383,3 +383,61 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(3600)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn foca() -> FocaInstance {
+        let me = NodeId::new("me", "127.0.0.1:7946".parse().expect("addr"), 8000, 1);
+        let swim = SwimConfig::profile(crate::config::SwimProfile::Lan);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        Foca::with_custom_broadcast(
+            me,
+            foca_config(&swim, 1, MAX_DATAGRAM),
+            StdRng::seed_from_u64(7),
+            PostcardCodec,
+            InvalidationHandler::new(tx),
+        )
+    }
+
+    proptest! {
+        /// Whatever arrives on the gossip port, decoding returns (an error
+        /// or not) and never panics.
+        #[test]
+        fn junk_never_panics_the_decoder(datagram in proptest::collection::vec(any::<u8>(), 0..1600)) {
+            let mut foca = foca();
+            let mut runtime = AccumulatingRuntime::new();
+            let _ = foca.handle_data(&datagram, &mut runtime);
+        }
+    }
+
+    #[test]
+    fn a_real_announce_decodes_and_truncations_do_not_panic() {
+        let mut sender = foca();
+        let mut runtime = AccumulatingRuntime::new();
+        let other = NodeId::new("other", "127.0.0.2:7946".parse().expect("addr"), 8000, 1);
+        sender.announce(other, &mut runtime).expect("announce");
+        let (_, packet) = runtime.to_send().expect("an announce packet");
+        let mut receiver = Foca::with_custom_broadcast(
+            NodeId::new("other", "127.0.0.2:7946".parse().expect("addr"), 8000, 1),
+            foca_config(
+                &SwimConfig::profile(crate::config::SwimProfile::Lan),
+                1,
+                MAX_DATAGRAM,
+            ),
+            StdRng::seed_from_u64(8),
+            PostcardCodec,
+            InvalidationHandler::new(mpsc::unbounded_channel().0),
+        );
+        let mut runtime = AccumulatingRuntime::new();
+        receiver
+            .handle_data(&packet, &mut runtime)
+            .expect("a real packet decodes");
+        assert_eq!(receiver.num_members(), 1);
+        for cut in 0..packet.len() {
+            let _ = receiver.handle_data(&packet[..cut], &mut runtime);
+        }
+    }
+}

@@ -1,0 +1,555 @@
+#!/usr/bin/env bash
+# bench/hit-path.sh — shoal's cache-hit throughput and latency against a bare
+# axum server, and the peer-hit path. One command; BENCHMARKS.md explains it.
+#
+#   bench/hit-path.sh
+#
+# Environment (all optional):
+#   BENCH_DURATION=10s      length of each measured run
+#   BENCH_WARMUP=2s         unrecorded run before the first measurement of each server
+#   BENCH_REPEAT=3          peak runs per server (interleaved bare/shoal); the median counts
+#   BENCH_CONNECTIONS=64    connections of the load generator
+#   BENCH_QUIET_WAIT=60     seconds to wait for a busy machine (builds, tests) before a run
+#   BENCH_PEAK_LOADGEN=wrk  load generator of the peak runs: wrk (Debian), or oha if
+#                           wrk cannot be had. One oha thread cannot saturate bare axum
+#                           on one core here; one wrk thread can (BENCHMARKS.md).
+#                           The rate-limited runs always use oha (crates.io).
+#   BENCH_ONLY=local,peer   which parts to run: local (bare axum + shoal hit), peer
+#   BENCH_SKIP_BUILD=1      use the binaries already in target/release
+#
+# Only loopback addresses (127.0.0.1–3); servers pinned to CPU 0, the load
+# generator (one thread) to CPU 1. Raw results go to bench/results/<UTC time>/.
+# Every process the script starts is stopped when it exits, however it exits.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+DURATION=${BENCH_DURATION:-10s}
+WARMUP=${BENCH_WARMUP:-2s}
+REPEAT=${BENCH_REPEAT:-3}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
+CONNS=${BENCH_CONNECTIONS:-64}
+PEAK_LOADGEN=${BENCH_PEAK_LOADGEN:-}
+HAVE_OHA=no
+ONLY=${BENCH_ONLY:-local,peer}
+KEYS=1000
+VALUE_SIZE=1024
+SERVER_CPU=0
+LOADGEN_CPU=1
+
+# Ports away from shoal's defaults (3000/8000/7946/9090), so that a developer's
+# demo node can keep running.
+LOCAL_IP=127.0.0.1 LOCAL_SERVICE=3101 LOCAL_PEER=8101 LOCAL_GOSSIP=7101 LOCAL_ADMIN=9101
+BARE_ADDR=127.0.0.1:3199
+PEER_A=127.0.0.2 PEER_B=127.0.0.3
+PEER_SERVICE=3102 PEER_PEER=8102 PEER_GOSSIP=7102 PEER_ADMIN=9102
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=bench/results/$STAMP
+SHOAL=target/release/shoal
+BARE=target/release/examples/bare_axum
+CLK_TCK=$(getconf CLK_TCK)
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() {
+    printf 'hit-path: %s\n' "$*" >&2
+    exit 1
+}
+
+# --- cleanup ------------------------------------------------------------------
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 30); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- tools --------------------------------------------------------------------
+apt_install() {
+    command -v apt-get >/dev/null || {
+        say "need $* and there is no apt-get here: install it by hand"
+        return 1
+    }
+    say "installing $* (apt-get)"
+    if [ -z "${APT_UPDATED:-}" ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_tools() {
+    command -v taskset >/dev/null || apt_install util-linux
+    command -v curl >/dev/null || apt_install curl
+    command -v jq >/dev/null || apt_install jq
+    local cpus
+    cpus=$(nproc --all)
+    [ "$cpus" -ge 2 ] || die "needs 2 CPUs (servers on CPU $SERVER_CPU, load generator on CPU $LOADGEN_CPU); this machine has $cpus"
+
+    export PATH="$HOME/.cargo/bin:$PATH"
+    case ${PEAK_LOADGEN:-wrk} in wrk | oha) ;; *) die "BENCH_PEAK_LOADGEN must be wrk or oha, not '$PEAK_LOADGEN'" ;; esac
+
+    # oha runs at a fixed rate (-q) with latency correction: the half-peak runs.
+    if ! command -v oha >/dev/null; then
+        local log=${TMPDIR:-/tmp}/hit-path-oha-install.log
+        say "installing oha (cargo install oha --locked: a few minutes, once)"
+        cargo install oha --locked >"$log" 2>&1 || say "WARNING: cargo install oha failed (see $log)"
+    fi
+    if command -v oha >/dev/null; then HAVE_OHA=yes; fi
+
+    # wrk drives the peak runs: one thread of it saturates a one-core server.
+    if [ "${PEAK_LOADGEN:-wrk}" = wrk ] && ! command -v wrk >/dev/null; then
+        apt_install wrk || say "WARNING: could not install wrk"
+    fi
+    if [ -z "$PEAK_LOADGEN" ]; then
+        if command -v wrk >/dev/null; then PEAK_LOADGEN=wrk; else PEAK_LOADGEN=oha; fi
+    fi
+    case $PEAK_LOADGEN in
+    wrk) command -v wrk >/dev/null || die "no wrk (apt-get install wrk)" ;;
+    oha) [ $HAVE_OHA = yes ] || die "neither wrk nor oha could be installed" ;;
+    esac
+}
+
+# --- processes ----------------------------------------------------------------
+declare -A PID
+# start NAME CPU CMD...: runs CMD pinned to CPU, logging to $OUT/NAME.log.
+start() {
+    local name=$1 cpu=$2
+    shift 2
+    taskset -c "$cpu" "$@" >"$OUT/$name.log" 2>&1 &
+    PIDS+=($!)
+    PID[$name]=$!
+}
+
+# wait_ok NAME URL: waits (10 s at most) until URL answers 2xx, while NAME lives.
+wait_ok() {
+    local name=$1 url=$2
+    for _ in $(seq 100); do
+        kill -0 "${PID[$name]}" 2>/dev/null || {
+            cat "$OUT/$name.log" >&2
+            die "$name exited during start-up (log above and in $OUT/$name.log)"
+        }
+        curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    cat "$OUT/$name.log" >&2
+    die "$name did not answer $url within 10 s"
+}
+
+# alive NAME...: each server is still running (a crash under load is a finding).
+alive() {
+    local name
+    for name in "$@"; do
+        kill -0 "${PID[$name]}" 2>/dev/null || {
+            tail -20 "$OUT/$name.log" >&2
+            die "$name died during the benchmark (log above and in $OUT/$name.log)"
+        }
+    done
+}
+
+# --- machine state -------------------------------------------------------------
+BUSY=no
+# busy_check: warns when something else uses the CPUs (a build, a test run): on
+# a 2-core machine the figures would then measure that, not shoal.
+# Waits up to QUIET_WAIT seconds for the machine to calm down before a run.
+busy_check() {
+    local others busy waited=0
+    while :; do
+        others=$(ps -eo pid=,comm=,args= | awk '$2 ~ /^(cargo|rustc|cargo-clippy|clippy-driver)$/' | cut -c1-120)
+        busy=$(cpu_busy_percent)
+        [ -n "$others" ] || [ "$busy" -gt 10 ] || return 0
+        [ "$waited" -gt 0 ] || say "the machine is busy (${busy}% CPU in use); waiting up to ${QUIET_WAIT}s for it to calm down"
+        waited=$((waited + 1))
+        [ "$waited" -le "$QUIET_WAIT" ] || break
+    done
+    say "WARNING: the machine is busy (${busy}% CPU in use before a run); the figures will be low and noisy"
+    [ -z "$others" ] || printf '%s\n' "$others" >&2
+    BUSY="yes: ${busy}% CPU in use before a run${others:+, cargo/rustc running} (see the warnings)"
+}
+
+# intrusion_check LABEL: warns when, during run LABEL, other processes took a
+# noticeable share of the servers' CPU (something started in the middle of it).
+intrusion_check() {
+    local other
+    other=$(awk '{ printf "%d", $7 - $5 }' "$OUT/$1.figures")
+    if [ "$other" -gt 10 ]; then
+        say "WARNING: other processes took ~${other}% of CPU $SERVER_CPU during $1; its figures are suspect"
+        BUSY="yes: other processes ran during a measured run (see the warnings)"
+    fi
+}
+
+# cpu_busy_percent: share of all CPUs in use over one second, from /proc/stat.
+cpu_busy_percent() {
+    local a b
+    a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        t = y[2] - x[2]; printf "%d", ((t > 0) ? 100 * (y[1] - x[1]) / t : 0) }'
+}
+
+# ticks PID...: CPU time (clock ticks) the processes used so far.
+ticks() {
+    local t=0 pid
+    for pid in "$@"; do
+        t=$((t + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+    done
+    echo "$t"
+}
+
+# cpu_ticks N: busy and total ticks of CPU N so far.
+cpu_ticks() {
+    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+}
+
+# --- load ---------------------------------------------------------------------
+# measure LABEL BASE_URL PATHS_FILE RATE CORRECT DURATION SERVER...
+# One run of the load generator $GEN on CPU 1 (RATE "" = as fast as it goes;
+# CORRECT yes = oha's latency correction). Prints "req/s p50_ms p99_ms failed
+# server_cpu% loadgen_core% server_core%" and keeps the raw output.
+measure() {
+    local label=$1 base=$2 paths=$3 rate=$4 correct=$5 duration=$6
+    shift 6
+    local servers=() name raw=$OUT/$label
+    for name in "$@"; do servers+=("${PID[$name]}"); done
+    local t0 t1 g0 g1 s0 s1 w0 w1 figures
+    t0=$(ticks "${servers[@]}")
+    g0=$(cpu_ticks "$LOADGEN_CPU")
+    s0=$(cpu_ticks "$SERVER_CPU")
+    w0=$(date +%s.%N)
+    case $GEN in
+    oha)
+        sed "s#^#$base#" "$paths" >"$raw.urls"
+        local args=(--no-tui --worker-threads 1 -c "$CONNS" -z "$duration"
+            --output-format json -o "$raw.json" --urls-from-file "$raw.urls")
+        [ -z "$rate" ] || args+=(-q "$rate")
+        [ "$correct" != yes ] || args+=(--latency-correction)
+        taskset -c "$LOADGEN_CPU" oha "${args[@]}" >/dev/null
+        figures=$(jq -r '[.summary.requestsPerSec,
+                .latencyPercentiles.p50 * 1000, .latencyPercentiles.p99 * 1000,
+                ([.statusCodeDistribution | to_entries[] | select(.key != "200") | .value] | add // 0)
+                + ([.errorDistribution | to_entries[] | select(.key != "aborted due to deadline") | .value] | add // 0)]
+               | map(tostring) | join(" ")' "$raw.json")
+        ;;
+    wrk)
+        [ -z "$rate" ] || die "wrk has no rate limit: the half-peak runs need oha"
+        WRK_PATHS=$paths WRK_OUT=$raw.json taskset -c "$LOADGEN_CPU" \
+            wrk -t1 -c "$CONNS" -d "$duration" -s bench/wrk-paths.lua "$base" >"$raw.txt"
+        figures=$(jq -r '[.requests_per_sec, .p50_us / 1000, .p99_us / 1000,
+                (.errors | add)] | map(tostring) | join(" ")' "$raw.json")
+        ;;
+    esac
+    w1=$(date +%s.%N)
+    t1=$(ticks "${servers[@]}")
+    g1=$(cpu_ticks "$LOADGEN_CPU")
+    s1=$(cpu_ticks "$SERVER_CPU")
+    alive "$@"
+    # fields: req/s p50 p99 failed server_cpu% loadgen_core_busy% server_core_busy%
+    awk -v f="$figures" -v t0="$t0" -v t1="$t1" -v w0="$w0" -v w1="$w1" -v hz="$CLK_TCK" \
+        -v g0="$g0" -v g1="$g1" -v s0="$s0" -v s1="$s1" 'BEGIN {
+            split(g0, a, " "); split(g1, b, " "); split(s0, c, " "); split(s1, d, " ");
+            printf "%s %.0f %.0f %.0f\n", f, 100 * (t1 - t0) / hz / (w1 - w0),
+                ((b[2] > a[2]) ? 100 * (b[1] - a[1]) / (b[2] - a[2]) : 0),
+                ((d[2] > c[2]) ? 100 * (d[1] - c[1]) / (d[2] - c[2]) : 0) }' | tee "$raw.figures"
+}
+
+declare -A R # results: R[name.what]
+
+# record NAME KIND LINE: keeps one run's figures under R[NAME.KIND.*].
+record() {
+    local rps p50 p99 bad srv gen
+    read -r rps p50 p99 bad srv gen _ <<<"$3"
+    R[$1.$2.rps]=$rps R[$1.$2.p50]=$p50 R[$1.$2.p99]=$p99
+    R[$1.$2.bad]=$bad R[$1.$2.srv]=$srv R[$1.$2.gen]=$gen
+    [ "$bad" = 0 ] || say "WARNING: $1 $2: $bad requests failed or answered other than 200 (see $OUT)"
+}
+
+# peaks "NAME BASE PATHS SERVERS..."...: warm-up, then REPEAT rounds of one
+# peak run per target, interleaved so that a drifting machine hits every target
+# alike; the median run (by req/s) of each target counts.
+peaks() {
+    local spec name base paths servers i line
+    GEN=$PEAK_LOADGEN
+    for spec in "$@"; do
+        read -r name base paths servers <<<"$spec"
+        # shellcheck disable=SC2086 # servers is a list of names
+        {
+            busy_check
+            say "$name: warm-up $WARMUP"
+            measure "$name-warmup" "$base" "$paths" "" no "$WARMUP" $servers >/dev/null
+        }
+    done
+    for i in $(seq "$REPEAT"); do
+        busy_check
+        for spec in "$@"; do
+            read -r name base paths servers <<<"$spec"
+            say "$name: peak run $i/$REPEAT, $DURATION, $CONNS connections"
+            # shellcheck disable=SC2086
+            measure "$name-peak-$i" "$base" "$paths" "" no "$DURATION" $servers >/dev/null
+            intrusion_check "$name-peak-$i"
+        done
+    done
+    for spec in "$@"; do
+        read -r name _ <<<"$spec"
+        line=$(for i in $(seq "$REPEAT"); do cat "$OUT/$name-peak-$i.figures"; done | sort -g | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }')
+        record "$name" peak "$line"
+        R[$name.peak.min]=$(for i in $(seq "$REPEAT"); do cut -d' ' -f1 "$OUT/$name-peak-$i.figures"; done | sort -g | head -1)
+        R[$name.peak.max]=$(for i in $(seq "$REPEAT"); do cut -d' ' -f1 "$OUT/$name-peak-$i.figures"; done | sort -g | tail -1)
+    done
+}
+
+# halves "NAME BASE PATHS SERVERS..."...: each target at half its median peak
+# rate, with and without oha's latency correction.
+halves() {
+    [ $HAVE_OHA = yes ] || return 0
+    GEN=oha
+    local spec name base paths servers rate line
+    for spec in "$@"; do
+        read -r name base paths servers <<<"$spec"
+        rate=$(awk -v r="${R[$name.peak.rps]}" 'BEGIN { printf "%d", r / 2 }')
+        busy_check
+        say "$name: $rate req/s (half its peak), $DURATION, latency corrected"
+        # shellcheck disable=SC2086
+        line=$(measure "$name-half" "$base" "$paths" "$rate" yes "$DURATION" $servers)
+        intrusion_check "$name-half"
+        record "$name" half "$line"
+        say "$name: $rate req/s (half its peak), $DURATION, per-request latency"
+        # shellcheck disable=SC2086
+        line=$(measure "$name-half-uncorrected" "$base" "$paths" "$rate" no "$DURATION" $servers)
+        intrusion_check "$name-half-uncorrected"
+        record "$name" halfraw "$line"
+    done
+}
+
+# --- shoal helpers ----------------------------------------------------------------
+write_config() { # FILE HOT_FRACTION
+    cat >"$1" <<EOF
+# written by bench/hit-path.sh
+node: { drain: 0s }
+groups:
+  bench:
+    capacity: 64MiB
+    hot_fraction: $2
+    loader: { demo: { delay: 1ms } }
+EOF
+}
+
+# put_keys SERVICE_URL KEYS_FILE: PUTs the 1 KiB value under every key; every PUT must answer 204.
+put_keys() {
+    local base=$1 keys=$2 cfg=$OUT/put.curl codes
+    sed "s#.*#url = \"$base/bench/&\"#" "$keys" >"$cfg"
+    codes=$(curl -sS -X PUT -H 'content-type: application/octet-stream' \
+        --data-binary "@$OUT/value.bin" -K "$cfg" -w '%{http_code}\n' -o /dev/null | sort | uniq -c)
+    [ "$(awk '$2 == 204 { print $1 }' <<<"$codes")" = "$(grep -c . "$keys")" ] ||
+        die "PUT through $base did not answer 204 for every key: $codes"
+}
+
+# expect_source URL SOURCE: 200, a 1 KiB body, and x-shoal-source: SOURCE.
+expect_source() {
+    local url=$1 want=$2 headers size got
+    headers=$(curl -sS -D - -o "$OUT/probe.bin" "$url" | tr -d '\r')
+    size=$(wc -c <"$OUT/probe.bin" | tr -d ' ')
+    head -1 <<<"$headers" | grep -q ' 200' || die "GET $url: $(head -1 <<<"$headers")"
+    [ "$size" = "$VALUE_SIZE" ] || die "GET $url: $size bytes, expected $VALUE_SIZE"
+    got=$(awk -F': *' 'tolower($1) == "x-shoal-source" { print $2 }' <<<"$headers")
+    [ "$got" = "$want" ] || die "GET $url: x-shoal-source is '${got:-absent}', expected '$want'"
+}
+
+# --- the measurements ---------------------------------------------------------------
+# Local hit: bare axum and one shoal node, both up at once on CPU 0 (the idle one
+# costs nothing), measured in turns.
+run_local() {
+    say "bare_axum on $BARE_ADDR (CPU $SERVER_CPU)"
+    start bare "$SERVER_CPU" "$BARE" "$BARE_ADDR"
+    write_config "$OUT/local.yaml" 0.125
+    say "shoal on $LOCAL_IP:$LOCAL_SERVICE (CPU $SERVER_CPU)"
+    start shoal "$SERVER_CPU" "$SHOAL" -c "$OUT/local.yaml" --node-name bench-local \
+        --bind "$LOCAL_IP" --service-port "$LOCAL_SERVICE" --peer-port "$LOCAL_PEER" \
+        --gossip-port "$LOCAL_GOSSIP" --admin-port "$LOCAL_ADMIN"
+    wait_ok bare "http://$BARE_ADDR/bench/k000"
+    wait_ok shoal "http://$LOCAL_IP:$LOCAL_ADMIN/readyz"
+
+    say "warming $KEYS keys of $VALUE_SIZE bytes"
+    put_keys "http://$LOCAL_IP:$LOCAL_SERVICE" "$OUT/local-keys.txt"
+    expect_source "http://$LOCAL_IP:$LOCAL_SERVICE/bench/k000" main
+    expect_source "http://$LOCAL_IP:$LOCAL_SERVICE/bench/k$((KEYS - 1))" main
+
+    local bare="bare http://$BARE_ADDR $OUT/local-paths.txt bare"
+    local shoal="shoal http://$LOCAL_IP:$LOCAL_SERVICE $OUT/local-paths.txt shoal"
+    peaks "$bare" "$shoal"
+    halves "$bare" "$shoal"
+    curl -sS "http://$LOCAL_IP:$LOCAL_ADMIN/_stats" >"$OUT/shoal-stats.json" || true
+    curl -sS "http://$LOCAL_IP:$LOCAL_ADMIN/metrics" >"$OUT/shoal-metrics.txt" || true
+    cleanup
+}
+
+# Peer hit: node A asks node B for every key. Two nodes with fixed membership,
+# hot_fraction 0 so that A never keeps a copy.
+run_peer() {
+    write_config "$OUT/peer.yaml" 0
+    local node ip
+    for node in a b; do
+        if [ $node = a ]; then ip=$PEER_A; else ip=$PEER_B; fi
+        say "shoal node $node on $ip:$PEER_SERVICE (CPU $SERVER_CPU)"
+        start "node-$node" "$SERVER_CPU" "$SHOAL" -c "$OUT/peer.yaml" --node-name "bench-$node" \
+            --bind "$ip" --service-port "$PEER_SERVICE" --peer-port "$PEER_PEER" \
+            --gossip-port "$PEER_GOSSIP" --admin-port "$PEER_ADMIN" \
+            --peer "$PEER_A:$PEER_PEER" --peer "$PEER_B:$PEER_PEER"
+    done
+    wait_ok node-a "http://$PEER_A:$PEER_ADMIN/readyz"
+    wait_ok node-b "http://$PEER_B:$PEER_ADMIN/readyz"
+
+    say "choosing $KEYS keys that node B owns (node A's /_ring)"
+    seq -f 'k%04g' 0 $((KEYS * 4 - 1)) >"$OUT/peer-candidates.txt"
+    sed "s#.*#url = \"http://$PEER_A:$PEER_ADMIN/_ring/bench/&\"#" "$OUT/peer-candidates.txt" >"$OUT/ring.curl"
+    curl -sS -K "$OUT/ring.curl" -w '\n' >"$OUT/ring.jsonl"
+    [ "$(grep -c . "$OUT/ring.jsonl")" = $((KEYS * 4)) ] ||
+        die "node A's /_ring did not answer every key (see $OUT/ring.jsonl)"
+    paste -d ' ' "$OUT/peer-candidates.txt" \
+        <(jq -r --arg ip "$PEER_B" \
+            'if ((.owner.addr | tostring) == $ip or (.owner.name | tostring | startswith($ip + ":"))) then "B" else "A" end' \
+            "$OUT/ring.jsonl") |
+        awk -v n="$KEYS" '$2 == "B" && kept < n { print $1; kept++ }' >"$OUT/peer-keys.txt"
+    local owned
+    owned=$(grep -c . "$OUT/peer-keys.txt" || true)
+    [ "$owned" = "$KEYS" ] || die "node B owns only $owned of $((KEYS * 4)) candidate keys (see $OUT/ring.jsonl)"
+    sed 's#^#/bench/#' "$OUT/peer-keys.txt" >"$OUT/peer-paths.txt"
+
+    say "warming them (PUT through node A stores at node B)"
+    put_keys "http://$PEER_A:$PEER_SERVICE" "$OUT/peer-keys.txt"
+    local first
+    first=$(head -1 "$OUT/peer-keys.txt")
+    expect_source "http://$PEER_B:$PEER_SERVICE/bench/$first" main
+    expect_source "http://$PEER_A:$PEER_SERVICE/bench/$first" peer
+    expect_source "http://$PEER_A:$PEER_SERVICE/bench/$first" peer # again: A kept no copy
+
+    local peer="peer http://$PEER_A:$PEER_SERVICE $OUT/peer-paths.txt node-a node-b"
+    peaks "$peer"
+    halves "$peer"
+    expect_source "http://$PEER_A:$PEER_SERVICE/bench/$first" peer # nor after the load
+    for node in a b; do
+        if [ $node = a ]; then ip=$PEER_A; else ip=$PEER_B; fi
+        curl -sS "http://$ip:$PEER_ADMIN/_stats" >"$OUT/node-$node-stats.json" || true
+        curl -sS "http://$ip:$PEER_ADMIN/metrics" >"$OUT/node-$node-metrics.txt" || true
+    done
+    cleanup
+}
+
+# --- main -------------------------------------------------------------------------
+main() {
+    local part
+    for part in ${ONLY//,/ }; do
+        case $part in local | peer) ;; *) die "BENCH_ONLY takes local and peer, not '$part'" ;; esac
+    done
+    ensure_tools
+    mkdir -p "$OUT"
+    say "results in $OUT (peak runs: $PEAK_LOADGEN; rate-limited runs: $([ $HAVE_OHA = yes ] && echo oha || echo none, no oha))"
+
+    if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
+        say "building release"
+        cargo build --release --bin shoal --example bare_axum
+    fi
+    if [ ! -x "$SHOAL" ] || [ ! -x "$BARE" ]; then
+        die "missing $SHOAL or $BARE (build them, or unset BENCH_SKIP_BUILD)"
+    fi
+
+    {
+        echo "date (UTC): $STAMP"
+        echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml examples 2>/dev/null || echo ' + uncommitted changes')"
+        echo "shoal: $($SHOAL --version 2>&1), binary built $(date -u -r "$SHOAL" +%Y-%m-%dT%H:%M:%SZ)"
+        echo "load generator: peak runs $($PEAK_LOADGEN --version 2>&1 | head -1 | cut -d' ' -f1-2)$([ $HAVE_OHA = no ] || echo ", rate-limited runs $(oha --version)"), 1 thread on CPU $LOADGEN_CPU; servers on CPU $SERVER_CPU"
+        echo "cpu: $(lscpu 2>/dev/null | awk -F': *' '/^Model name/ { print $2; exit }'), $(nproc --all) CPUs; kernel $(uname -r)"
+        echo "runs: $REPEAT x $DURATION at peak (median kept) + $DURATION at half the peak rate; $CONNS connections; $KEYS keys of $VALUE_SIZE bytes"
+    } >"$OUT/env.txt"
+
+    head -c "$VALUE_SIZE" /dev/zero | tr '\0' 'v' >"$OUT/value.bin"
+    seq -f 'k%03g' 0 $((KEYS - 1)) >"$OUT/local-keys.txt"
+    sed 's#^#/bench/#' "$OUT/local-keys.txt" >"$OUT/local-paths.txt"
+
+    for part in ${ONLY//,/ }; do
+        "run_$part"
+    done
+    summary | tee "$OUT/summary.txt"
+}
+
+# per_core NAME: requests served per second of server CPU in NAME's median peak run.
+per_core() { awk -v r="${R[$1.peak.rps]}" -v c="${R[$1.peak.srv]}" 'BEGIN { printf "%f", ((c > 0) ? 100 * r / c : 0) }'; }
+fmt0() { awk -v x="$1" 'BEGIN { printf "%d", x + 0.5 }'; }
+fmt2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
+
+summary() {
+    echo
+    echo "shoal hit-path benchmark"
+    sed 's/^/  /' "$OUT/env.txt"
+    echo "  machine busy: $BUSY"
+    echo
+    printf '%-16s | %8s %15s %6s %6s %8s | %7s %6s %6s | %6s %6s\n' \
+        "" "peak" "(min-max)" "p50" "p99" "cpu" "half" "p50" "p99" "p50" "p99"
+    printf '%-16s | %8s %15s %6s %6s %8s | %7s %6s %6s | %6s %6s\n' \
+        "" "req/s" "" "ms" "ms" "srv/gen" "req/s" "ms" "ms" "ms" "ms"
+    printf '%-16s | %48s | %21s | %13s\n' "" "" "latency corrected" "per request"
+    local row label n
+    for row in "bare axum:bare" "shoal local hit:shoal" "shoal peer hit:peer"; do
+        label=${row%%:*} n=${row##*:}
+        [ -n "${R[$n.peak.rps]:-}" ] || continue
+        printf '%-16s | %8s %15s %6s %6s %8s' "$label" "$(fmt0 "${R[$n.peak.rps]}")" \
+            "($(fmt0 "${R[$n.peak.min]}")-$(fmt0 "${R[$n.peak.max]}"))" \
+            "$(fmt2 "${R[$n.peak.p50]}")" "$(fmt2 "${R[$n.peak.p99]}")" \
+            "${R[$n.peak.srv]}/${R[$n.peak.gen]}%"
+        if [ -n "${R[$n.half.rps]:-}" ]; then
+            printf ' | %7s %6s %6s | %6s %6s\n' "$(fmt0 "${R[$n.half.rps]}")" \
+                "$(fmt2 "${R[$n.half.p50]}")" "$(fmt2 "${R[$n.half.p99]}")" \
+                "$(fmt2 "${R[$n.halfraw.p50]}")" "$(fmt2 "${R[$n.halfraw.p99]}")"
+        else
+            printf ' | %7s %6s %6s | %6s %6s\n' - - - - -
+        fi
+    done
+    echo
+    local failed=0 k
+    for k in "${!R[@]}"; do
+        [[ $k != *.bad ]] || failed=$((failed + ${R[$k]}))
+    done
+    echo "cpu srv/gen: CPU used by the server(s) / busy share of the load generator's core, in the median peak run"
+    if [ -n "${R[bare.peak.srv]:-}" ] && [ "${R[bare.peak.srv]}" -lt 90 ]; then
+        echo "NOTE: bare axum used only ${R[bare.peak.srv]}% CPU at its peak: the load generator was the limit, so bare axum's" \
+            "peak is low and the shoal/bare ratio flattering (BENCH_PEAK_LOADGEN=wrk saturates it)"
+    fi
+    echo "failed or non-200 requests, all runs: $failed"
+    if [ -n "${R[shoal.peak.rps]:-}" ]; then
+        local ratio verdict
+        ratio=$(awk -v s="${R[shoal.peak.rps]}" -v b="${R[bare.peak.rps]}" 'BEGIN { printf "%.2f", s / b }')
+        verdict=$(awk -v r="$ratio" 'BEGIN { print ((r >= 0.8) ? "PASS" : "FAIL") }')
+        echo "target shoal local hit >= 0.8 x bare axum throughput: $ratio -> $verdict"
+        # The load generator's core can be the limit when the server is cheap:
+        # requests per second of server CPU is the ratio with that factored out.
+        echo "  per second of server CPU: bare $(fmt0 "$(per_core bare)"), shoal $(fmt0 "$(per_core shoal)") req -> ratio" \
+            "$(awk -v s="$(per_core shoal)" -v b="$(per_core bare)" 'BEGIN { printf "%.2f", s / b }')"
+        if [ -n "${R[shoal.half.p99]:-}" ]; then
+            verdict=$(awk -v p="${R[shoal.half.p99]}" 'BEGIN { print ((p <= 1.0) ? "PASS" : "FAIL") }')
+            echo "target shoal local hit p99 <= 1 ms at half the peak rate: $(fmt2 "${R[shoal.half.p99]}") ms latency corrected -> $verdict" \
+                "($(fmt2 "${R[shoal.halfraw.p99]}") ms per request; bare axum $(fmt2 "${R[bare.half.p99]}") / $(fmt2 "${R[bare.halfraw.p99]}") ms)"
+        else
+            echo "target p99 <= 1 ms at half the peak rate: not measured (needs oha)"
+        fi
+    fi
+    if [ -n "${R[peer.peak.rps]:-}" ] && [ -n "${R[shoal.peak.rps]:-}" ]; then
+        echo "peer hit / local hit throughput: $(awk -v p="${R[peer.peak.rps]}" -v s="${R[shoal.peak.rps]}" 'BEGIN { printf "%.2f", p / s }')"
+    fi
+    echo "raw results: $OUT"
+}
+
+main "$@"
