@@ -60,18 +60,19 @@ struct Cluster {
     binary: PathBuf,
     dir: PathBuf,
     profile: String,
+    /// Written once: nodes starting while it is rewritten would read half a file.
+    config: PathBuf,
     ips: Vec<IpAddr>,
     nodes: Vec<Node>,
     client: reqwest::Client,
 }
 
 impl Cluster {
-    fn config(&self) -> PathBuf {
-        let path = self.dir.join(format!("{}.yaml", self.profile));
+    fn write_config(dir: &Path, profile: &str) -> PathBuf {
+        let path = dir.join(format!("{profile}.yaml"));
         let yaml = format!(
-            "node: {{ drain: 1s }}\nmembership: {{ profile: {} }}\ndiscovery: {{ resolve_interval: 5s }}\n\
+            "node: {{ drain: 1s }}\nmembership: {{ profile: {profile} }}\ndiscovery: {{ resolve_interval: 5s }}\n\
              default_group: heavy\ngroups:\n  heavy: {{ loader: {{ demo: {{ delay: 10ms }} }} }}\n",
-            self.profile
         );
         std::fs::write(&path, yaml).expect("write config");
         path
@@ -84,7 +85,7 @@ impl Cluster {
         command
             .args(["--bind", &ip.to_string(), "--node-name", &format!("n-{ip}")])
             .arg("-c")
-            .arg(self.config())
+            .arg(&self.config)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -103,6 +104,7 @@ impl Cluster {
             binary: binary.to_owned(),
             dir: dir.to_owned(),
             profile: profile.to_owned(),
+            config: Self::write_config(dir, profile),
             ips: ips.clone(),
             nodes: Vec::new(),
             client: reqwest::Client::builder()
@@ -284,6 +286,7 @@ fn iptables(action: &str) -> bool {
             "-j",
             "DROP",
         ])
+        .stderr(Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
