@@ -251,10 +251,14 @@ impl Group {
                 let value = Value::new(loaded.bytes, loaded.content_type);
                 let keep = !loaded.no_store && worth_storing(ttl) && self.fits(&value);
                 if keep {
-                    let entry =
-                        Entry::new(key, EntryKind::Found(value.clone()), ttl, Instant::now());
-                    self.epochs
-                        .store_if_current(digest, epoch, || self.main.insert(digest, entry));
+                    self.keep(
+                        &self.main,
+                        key,
+                        digest,
+                        epoch,
+                        EntryKind::Found(value.clone()),
+                        ttl,
+                    );
                 }
                 Ok(Fetched {
                     value,
@@ -265,9 +269,14 @@ impl Group {
             }
             Err(LoadError::NotFound) => {
                 if let Some(ttl) = self.config.negative_ttl {
-                    let entry = Entry::new(key, EntryKind::NotFound, Some(ttl), Instant::now());
-                    self.epochs
-                        .store_if_current(digest, epoch, || self.main.insert(digest, entry));
+                    self.keep(
+                        &self.main,
+                        key,
+                        digest,
+                        epoch,
+                        EntryKind::NotFound,
+                        Some(ttl),
+                    );
                 }
                 Err(GroupError::OriginNotFound)
             }
@@ -295,10 +304,14 @@ impl Group {
                 self.metrics.peer_loads.inc();
                 let ttl = hot_ttl(remaining_ttl, self.config.hot_ttl);
                 if admit && !no_store && worth_storing(ttl) && self.fits(&value) {
-                    let entry =
-                        Entry::new(key, EntryKind::Found(value.clone()), ttl, Instant::now());
-                    self.epochs
-                        .store_if_current(digest, epoch, || self.hot.insert(digest, entry));
+                    self.keep(
+                        &self.hot,
+                        key,
+                        digest,
+                        epoch,
+                        EntryKind::Found(value.clone()),
+                        ttl,
+                    );
                 }
                 Ok(Fetched {
                     value,
@@ -348,14 +361,14 @@ impl Group {
         let value = Value::new(loaded.bytes, loaded.content_type);
         let copy_ttl = hot_ttl(ttl, self.config.hot_ttl);
         if !loaded.no_store && worth_storing(copy_ttl) && self.fits(&value) {
-            let entry = Entry::new(
+            self.keep(
+                &self.hot,
                 key,
+                digest,
+                epoch,
                 EntryKind::Found(value.clone()),
                 copy_ttl,
-                Instant::now(),
             );
-            self.epochs
-                .store_if_current(digest, epoch, || self.hot.insert(digest, entry));
         }
         Ok(Fetched {
             value,
@@ -363,6 +376,22 @@ impl Group {
             ttl,
             no_store: loaded.no_store || !worth_storing(ttl),
         })
+    }
+
+    /// Keeps an entry in `cache`, unless the key was invalidated since the
+    /// load that produced it started (`epoch`).
+    fn keep(
+        &self,
+        cache: &Store,
+        key: &str,
+        digest: u128,
+        epoch: Epoch,
+        kind: EntryKind,
+        ttl: Option<Duration>,
+    ) {
+        let entry = Entry::new(key, kind, ttl, Instant::now());
+        self.epochs
+            .store_if_current(digest, epoch, || cache.insert(digest, entry));
     }
 
     /// Stores a value at its owner, then drops every other node's copies.
