@@ -18,7 +18,8 @@
 //! - [`membership`]: who is in the cluster, published as snapshots: a fixed
 //!   list, or SWIM gossip (foca, driven by one task; identities, timings,
 //!   timers and invalidation broadcasts as pure parts).
-//! - [`discovery`]: gossip seeds, re-resolved through DNS; whom to announce to.
+//! - [`discovery`]: gossip seeds, re-resolved through DNS; whom to announce to;
+//!   the Kubernetes EndpointSlice cross-check (the only place kube is used).
 //! - [`cache`]: groups: main and hot caches (moka, weighed in bytes),
 //!   singleflight, TTLs, invalidation epochs, hot admission, stats. Reads the
 //!   ring from a snapshot; reaches peers through a trait.

@@ -42,6 +42,7 @@ pub struct Metrics {
     members: IntGaugeVec,
     pub ring_members: IntGauge,
     pub membership_changes: IntCounter,
+    membership_disagreements: IntCounterVec,
     peer_rejected: IntCounterVec,
     gossip_packets: IntCounterVec,
     gossip_bytes: IntCounterVec,
@@ -175,6 +176,12 @@ impl Metrics {
                     .namespace("shoal"),
             )
             .expect("static metric definition is valid"),
+            membership_disagreements: counter(
+                &r,
+                "membership_disagreements_total",
+                "Times Kubernetes' EndpointSlices and SWIM began to disagree about a member, by kind.",
+                &["kind"],
+            ),
             peer_rejected: counter(
                 &r,
                 "peer_rejected_total",
@@ -245,6 +252,12 @@ impl Metrics {
         self.members
             .with_label_values(&[state])
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The counter of one kind of membership disagreement (EndpointSlice
+    /// cross-check); asking for it makes the series appear, at 0.
+    pub fn membership_disagreements(&self, kind: &str) -> IntCounter {
+        self.membership_disagreements.with_label_values(&[kind])
     }
 
     /// Counts a refused peer request.
@@ -320,6 +333,9 @@ mod tests {
         group.gets.inc();
         group.main.hits.inc();
         metrics.peer_rejected("malformed");
+        metrics
+            .membership_disagreements("terminating-but-alive")
+            .inc();
         let text = metrics.render();
         assert!(
             text.contains("shoal_gets_total{group=\"heavy\"} 1"),
@@ -332,6 +348,10 @@ mod tests {
         assert!(text.contains("shoal_build_info{version="), "{text}");
         assert!(
             text.contains("shoal_peer_rejected_total{reason=\"malformed\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shoal_membership_disagreements_total{kind=\"terminating-but-alive\"} 1"),
             "{text}"
         );
     }

@@ -4,11 +4,14 @@
 //! stop accepting → wait for requests in flight → stop background loops.
 //!
 //! Membership (fixed list or gossip) is published as snapshots; a task here
-//! turns each into a ring snapshot that the groups read. This is the only
-//! module that knows both the cache and membership.
+//! turns each into a ring snapshot that the groups read, leaving off the
+//! members Kubernetes reports as terminating when the EndpointSlice
+//! cross-check is on. This is the only module that knows both the cache and
+//! membership.
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cache::{CopyDrop, CopyDrops, Group, Groups, RingView};
-use crate::config::{Config, GossipConfig, MembershipConfig};
+use crate::config::{Config, GossipConfig, KubernetesConfig, MembershipConfig};
+use crate::discovery::kubernetes::{
+    self, CrossCheckOutputs, CrossCheckSettings, SwimMember, Terminating,
+};
 use crate::discovery::{self, Seed, SeedResolver, SeedSettings};
 use crate::http::admin::{self, AdminState, Readiness};
 use crate::http::service::{self, ServiceState};
@@ -107,13 +113,14 @@ fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<TcpListener, NodeErr
     TcpListener::from_std(socket.into()).map_err(error)
 }
 
-/// The ring over the members that own keys (alive and suspect).
-pub fn ring_of(members: &Members) -> Ring {
+/// The ring over the members that own keys (alive and suspect), less those
+/// at addresses Kubernetes reports as terminating.
+pub fn ring_of(members: &Members, terminating: &HashSet<IpAddr>) -> Ring {
     Ring::new(
         members
             .members
             .iter()
-            .filter(|m| m.state.on_ring())
+            .filter(|m| m.state.on_ring() && !terminating.contains(&m.addr))
             .map(|m| Member::new(m.id(), m.name.as_str())),
     )
 }
@@ -187,7 +194,12 @@ pub async fn serve(
             (Some(tx), rx)
         }
     };
-    let (ring_tx, ring_rx) = watch::channel(Arc::new(ring_of(&members_rx.borrow())));
+    // Filled by the EndpointSlice cross-check, when it runs.
+    let (terminating_tx, terminating_rx) = watch::channel(Terminating::default());
+    let (ring_tx, ring_rx) = watch::channel(Arc::new(ring_of(
+        &members_rx.borrow(),
+        &terminating_rx.borrow(),
+    )));
     publish_membership_metrics(&metrics, &members_rx.borrow(), ring_rx.borrow().len());
 
     let origin_client = reqwest::Client::builder()
@@ -213,6 +225,7 @@ pub async fn serve(
 
     loops.spawn(follow_membership(
         members_rx.clone(),
+        terminating_rx,
         ring_tx,
         Arc::clone(&metrics),
         stop_loops.clone(),
@@ -244,6 +257,20 @@ pub async fn serve(
                 .map(|m| SocketAddr::new(m.addr, m.gossip_port))
                 .collect()
         };
+        if let Some(kubernetes) = &gossip_config.kubernetes {
+            let outputs = CrossCheckOutputs {
+                terminating: terminating_tx,
+                announce: announce_tx.clone(),
+                metrics: Arc::clone(&metrics),
+            };
+            loops.spawn(cross_check(
+                kubernetes,
+                config.node.ports.gossip,
+                members_rx.clone(),
+                outputs,
+                stop_loops.clone(),
+            ));
+        }
         loops.spawn(discovery::run_seed_loop(
             SeedSettings::new(seeds, me, gossip_config.resolve_interval),
             resolver,
@@ -355,38 +382,87 @@ async fn start_gossip(
         .map_err(|source| NodeError::GossipBind { addr: bind, source })
 }
 
-/// Turns every membership snapshot into a ring snapshot.
+/// Turns every membership snapshot, and every change to the terminating
+/// addresses, into a ring snapshot.
 async fn follow_membership(
     mut members: watch::Receiver<Arc<Members>>,
+    mut terminating: watch::Receiver<Terminating>,
     ring: watch::Sender<Arc<Ring>>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
+    // Without the cross-check (or once it stopped) the set stays as it is.
+    let mut cross_check = true;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             changed = members.changed() => if changed.is_err() { return },
+            changed = terminating.changed(), if cross_check => if changed.is_err() {
+                cross_check = false;
+                continue;
+            },
         }
         let snapshot = Arc::clone(&members.borrow_and_update());
-        let next = ring_of(&snapshot);
-        let previous = Arc::clone(&ring.borrow());
-        let changes = next
-            .members()
-            .iter()
-            .filter(|m| !previous.contains(&m.id))
-            .count()
-            + previous
-                .members()
-                .iter()
-                .filter(|m| !next.contains(&m.id))
-                .count();
+        let excluded = Arc::clone(&terminating.borrow_and_update());
+        let next = ring_of(&snapshot, &excluded);
+        let changes = ring_changes(&ring.borrow(), &next);
         if changes > 0 {
             metrics.membership_changes.inc_by(changes as u64);
-            info!(members = next.len(), "ring changed");
+            info!(
+                members = next.len(),
+                terminating = excluded.len(),
+                "ring changed"
+            );
         }
         publish_membership_metrics(&metrics, &snapshot, next.len());
         ring.send_replace(Arc::new(next));
     }
+}
+
+/// How many members joined or left between two rings.
+fn ring_changes(previous: &Ring, next: &Ring) -> usize {
+    let joined = next
+        .members()
+        .iter()
+        .filter(|m| !previous.contains(&m.id))
+        .count();
+    let left = previous
+        .members()
+        .iter()
+        .filter(|m| !next.contains(&m.id))
+        .count();
+    joined + left
+}
+
+/// The EndpointSlice cross-check: compares SWIM's members with the
+/// Service's endpoints, announces to ready ones SWIM lacks, and publishes
+/// the terminating ones, which [`follow_membership`] leaves off the ring.
+fn cross_check(
+    config: &KubernetesConfig,
+    gossip_port: u16,
+    members: watch::Receiver<Arc<Members>>,
+    outputs: CrossCheckOutputs,
+    stop: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let settings = CrossCheckSettings {
+        namespace: config.namespace.clone(),
+        service: config.service.clone(),
+        gossip_port,
+    };
+    kubernetes::run_cross_check(settings, members, swim_view, outputs, stop)
+}
+
+/// SWIM's members as the cross-check compares them.
+fn swim_view(members: &Arc<Members>) -> Vec<SwimMember> {
+    members
+        .members
+        .iter()
+        .map(|m| SwimMember {
+            name: m.name.clone(),
+            addr: m.addr,
+            live: m.state.on_ring(),
+        })
+        .collect()
 }
 
 fn publish_membership_metrics(metrics: &Metrics, members: &Members, ring_len: usize) {

@@ -58,6 +58,16 @@ pub struct FileDiscovery {
     pub seeds: Option<Vec<String>>,
     #[serde(default, with = "duration")]
     pub resolve_interval: Option<Duration>,
+    pub kubernetes: Option<FileKubernetes>,
+}
+
+/// `discovery.kubernetes`: the EndpointSlice cross-check.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileKubernetes {
+    pub enabled: Option<bool>,
+    pub namespace: Option<String>,
+    pub service: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +246,25 @@ groups:
             .expect_err("bad size must fail");
         assert_eq!(failure.field.as_deref(), Some("groups.g.capacity"));
         assert_eq!(failure.line, Some(3));
+    }
+
+    #[test]
+    fn kubernetes_section_parses_and_refuses_unknown_fields() {
+        let text = "discovery:\n  seeds: [shoal-gossip]\n  kubernetes: { enabled: true, namespace: cache, service: shoal-gossip }\n";
+        let discovery = parse(text).expect("valid").discovery.expect("discovery");
+        let kubernetes = discovery.kubernetes.expect("kubernetes");
+        assert_eq!(kubernetes.enabled, Some(true));
+        assert_eq!(kubernetes.namespace.as_deref(), Some("cache"));
+        assert_eq!(kubernetes.service.as_deref(), Some("shoal-gossip"));
+
+        let failure = parse("discovery:\n  kubernetes:\n    enabled: true\n    servce: x\n")
+            .expect_err("a typo must fail");
+        assert_eq!(
+            failure.field.as_deref(),
+            Some("discovery.kubernetes.servce"),
+            "{failure:?}"
+        );
+        assert_eq!(failure.line, Some(4), "{failure:?}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub use cli::{Cli, Command, LogFormat};
 pub use units::{Size, parse_duration};
 
 pub use file::SwimProfile;
-use file::{FileConfig, FileGroup, FileLoader, FileMembership};
+use file::{FileConfig, FileGroup, FileKubernetes, FileLoader, FileMembership};
 
 pub const DEFAULT_SERVICE_PORT: u16 = 3000;
 pub const DEFAULT_PEER_PORT: u16 = 8000;
@@ -37,6 +37,9 @@ pub const DEFAULT_MAX_VALUE: u64 = 1 << 20;
 pub const DEFAULT_DEMO_DELAY: Duration = Duration::from_millis(400);
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+/// The namespace of the cross-check's Service when neither the file nor
+/// `POD_NAMESPACE` names one.
+pub const DEFAULT_NAMESPACE: &str = "default";
 /// The built-in demo group's name.
 pub const DEMO_GROUP: &str = "heavy";
 /// moka weighs entries in `u32`; keep values well below that.
@@ -110,6 +113,20 @@ pub struct GossipConfig {
     /// DNS server for seed lookups; `None`: the system resolver.
     pub dns_server: Option<SocketAddr>,
     pub swim: SwimConfig,
+    /// The EndpointSlice cross-check; `None`: off, SWIM alone.
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+/// The EndpointSlice cross-check (`discovery.kubernetes`, when enabled):
+/// the node watches the EndpointSlices of the headless Service that seeds
+/// gossip and compares them with SWIM's member list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesConfig {
+    /// The Service's namespace: the file's, else `POD_NAMESPACE`, else `default`.
+    pub namespace: String,
+    /// The headless Service; its slices carry the label
+    /// `kubernetes.io/service-name=<service>`.
+    pub service: String,
 }
 
 /// SWIM timings. The defaults are memberlist's LAN profile.
@@ -297,11 +314,13 @@ pub struct HostFacts {
     pub ipv6: bool,
     pub pod_name: Option<String>,
     pub pod_ip: Option<IpAddr>,
+    pub pod_namespace: Option<String>,
 }
 
 impl HostFacts {
     /// Reads the hostname, interface addresses, IPv6 support and the
-    /// Kubernetes downward-API variables `POD_NAME` and `POD_IP`.
+    /// Kubernetes downward-API variables `POD_NAME`, `POD_IP` and
+    /// `POD_NAMESPACE`.
     pub fn detect() -> Self {
         let addresses = if_addrs::get_if_addrs()
             .map(|ifs| ifs.into_iter().map(|i| i.ip()).collect())
@@ -312,6 +331,9 @@ impl HostFacts {
             ipv6: std::net::UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).is_ok(),
             pod_name: std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()),
             pod_ip: std::env::var("POD_IP").ok().and_then(|s| s.parse().ok()),
+            pod_namespace: std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|s| !s.is_empty()),
         }
     }
 }
@@ -507,8 +529,9 @@ fn resolve_parsed(
     let swim = SwimConfig::resolve(&file_membership)?;
     let file_peers = file_membership.static_peers.clone().unwrap_or_default();
     let file_seeds = file_discovery.seeds.unwrap_or_default();
+    let kubernetes = resolve_kubernetes(file_discovery.kubernetes, host)?;
     // Flags decide the mode when they name one; else the file does.
-    let membership = if !cli.peers.is_empty() {
+    let mut membership = if !cli.peers.is_empty() {
         static_membership(&cli.peers, "--peer", &node)?
     } else if !cli.seeds.is_empty() {
         gossip_membership(
@@ -536,6 +559,18 @@ fn resolve_parsed(
     } else {
         static_membership(&file_peers, "membership.static_peers", &node)?
     };
+    match (&mut membership, kubernetes) {
+        (_, None) => {}
+        (MembershipConfig::Gossip(gossip), Some(kubernetes)) => {
+            gossip.kubernetes = Some(kubernetes)
+        }
+        (_, Some(_)) => {
+            return Err(ConfigError::field(
+                "discovery.kubernetes",
+                "the EndpointSlice cross-check compares Kubernetes with gossip membership: it needs seeds (discovery.seeds or --seed), not fixed peers or a lone node",
+            ));
+        }
+    }
     let keyring_file = cli
         .keyring
         .clone()
@@ -668,7 +703,60 @@ fn gossip_membership(
         resolve_interval,
         dns_server: cli.dns_server,
         swim,
+        kubernetes: None,
     }))
+}
+
+/// `discovery.kubernetes`: `None` unless enabled. The namespace defaults to
+/// the pod's own (`POD_NAMESPACE`), then `default`; the Service is required.
+fn resolve_kubernetes(
+    file: Option<FileKubernetes>,
+    host: &HostFacts,
+) -> Result<Option<KubernetesConfig>, ConfigError> {
+    let Some(file) = file.filter(|k| k.enabled == Some(true)) else {
+        return Ok(None);
+    };
+    let Some(service) = file.service else {
+        return Err(ConfigError::field(
+            "discovery.kubernetes.service",
+            "required when discovery.kubernetes.enabled is true: the headless Service whose EndpointSlices list the nodes",
+        ));
+    };
+    check_dns_label(&service, true)
+        .map_err(|m| ConfigError::field("discovery.kubernetes.service", m))?;
+    let namespace = file
+        .namespace
+        .or_else(|| host.pod_namespace.clone())
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+    check_dns_label(&namespace, false)
+        .map_err(|m| ConfigError::field("discovery.kubernetes.namespace", m))?;
+    Ok(Some(KubernetesConfig { namespace, service }))
+}
+
+/// A Kubernetes object name that is a DNS label: at most 63 lowercase
+/// letters, digits and `-`, starting and ending with a letter or digit (a
+/// Service name must start with a letter, RFC 1035).
+fn check_dns_label(name: &str, letter_first: bool) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && (!letter_first || name.starts_with(|c: char| c.is_ascii_lowercase()));
+    if valid {
+        Ok(())
+    } else {
+        let first = if letter_first {
+            "a letter"
+        } else {
+            "a letter or digit"
+        };
+        Err(format!(
+            "`{name}` is not a valid name: at most 63 lowercase letters, digits and `-`, starting with {first} and ending with a letter or digit"
+        ))
+    }
 }
 
 /// Parses `IP`, `IP:PORT`, `[v6]` or `[v6]:PORT`; a missing port is `default_port`.
@@ -831,6 +919,7 @@ mod tests {
             ipv6: true,
             pod_name: None,
             pod_ip: None,
+            pod_namespace: None,
         }
     }
 
@@ -946,6 +1035,139 @@ mod tests {
         };
         assert_eq!(peers.len(), 3);
         assert_eq!(peers[2], "[::1]:8001".parse::<SocketAddr>().expect("addr"));
+    }
+
+    const GROUPS: &str = "groups: { g: { loader: { demo: {} } } }\n";
+
+    fn kubernetes_of(config: &Config) -> Option<&KubernetesConfig> {
+        match &config.membership {
+            MembershipConfig::Gossip(gossip) => gossip.kubernetes.as_ref(),
+            other => panic!("gossip membership expected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn kubernetes_cross_check_namespace_defaults() {
+        let text = format!(
+            "discovery: {{ seeds: [shoal-gossip], kubernetes: {{ enabled: true, service: shoal-gossip }} }}\n{GROUPS}"
+        );
+        let config = resolve(&cli(&[]), Some(&file(&text)), &host()).expect("valid");
+        assert_eq!(
+            kubernetes_of(&config),
+            Some(&KubernetesConfig {
+                namespace: "default".into(),
+                service: "shoal-gossip".into(),
+            })
+        );
+
+        let mut facts = host();
+        facts.pod_namespace = Some("from-env".into());
+        let config = resolve(&cli(&[]), Some(&file(&text)), &facts).expect("valid");
+        assert_eq!(
+            kubernetes_of(&config).map(|k| k.namespace.as_str()),
+            Some("from-env")
+        );
+
+        let text = format!(
+            "discovery: {{ seeds: [shoal-gossip], kubernetes: {{ enabled: true, namespace: from-file, service: shoal-gossip }} }}\n{GROUPS}"
+        );
+        let config = resolve(&cli(&[]), Some(&file(&text)), &facts).expect("valid");
+        assert_eq!(
+            kubernetes_of(&config).map(|k| k.namespace.as_str()),
+            Some("from-file")
+        );
+    }
+
+    #[test]
+    fn kubernetes_cross_check_off_unless_enabled() {
+        for section in [
+            "",
+            ", kubernetes: { enabled: false, service: s }",
+            ", kubernetes: {}",
+        ] {
+            let text = format!("discovery: {{ seeds: [shoal-gossip]{section} }}\n{GROUPS}");
+            let config = resolve(&cli(&[]), Some(&file(&text)), &host()).expect(&text);
+            assert_eq!(kubernetes_of(&config), None, "{text}");
+        }
+        // Off, it is no error outside gossip mode either.
+        let text = format!("discovery: {{ kubernetes: {{ enabled: false }} }}\n{GROUPS}");
+        let config = resolve(&cli(&[]), Some(&file(&text)), &host()).expect("valid");
+        assert_eq!(config.membership, MembershipConfig::Lone);
+    }
+
+    #[test]
+    fn kubernetes_cross_check_with_seeds_from_flags() {
+        let text =
+            format!("discovery: {{ kubernetes: {{ enabled: true, service: gossip }} }}\n{GROUPS}");
+        let config = resolve(
+            &cli(&["--seed", "gossip.ns.svc"]),
+            Some(&file(&text)),
+            &host(),
+        )
+        .expect("valid");
+        assert_eq!(
+            kubernetes_of(&config).map(|k| k.service.as_str()),
+            Some("gossip")
+        );
+    }
+
+    #[test]
+    fn kubernetes_cross_check_errors_name_the_field() {
+        let enabled = "kubernetes: { enabled: true, service: shoal-gossip }";
+        let cases: [(&[&str], String, &str); 7] = [
+            (&[], format!("discovery: {{ {enabled} }}"), "discovery.kubernetes"),
+            (
+                &["--advertise", "127.0.0.2", "--peer", "127.0.0.2"],
+                format!("discovery: {{ {enabled} }}"),
+                "discovery.kubernetes",
+            ),
+            (
+                &[],
+                "discovery: { seeds: [s], kubernetes: { enabled: true } }".into(),
+                "discovery.kubernetes.service",
+            ),
+            (
+                &[],
+                "discovery: { seeds: [s], kubernetes: { enabled: true, service: Shoal_Gossip } }"
+                    .into(),
+                "discovery.kubernetes.service",
+            ),
+            (
+                &[],
+                "discovery: { seeds: [s], kubernetes: { enabled: true, service: 1shoal } }".into(),
+                "discovery.kubernetes.service",
+            ),
+            (
+                &[],
+                "discovery: { seeds: [s], kubernetes: { enabled: true, service: s, namespace: 'a.b' } }"
+                    .into(),
+                "discovery.kubernetes.namespace",
+            ),
+            (
+                &[],
+                "discovery: { seeds: [s], kubernetes: { enabled: true, service: s, labels: x } }"
+                    .into(),
+                "discovery.kubernetes.labels",
+            ),
+        ];
+        for (args, section, field) in cases {
+            let text = format!("{section}\n{GROUPS}");
+            let error = resolve(&cli(args), Some(&file(&text)), &host()).expect_err(&text);
+            assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
+            assert_eq!(error.file, Some(PathBuf::from("shoal.yaml")), "{text}");
+        }
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(check_dns_label("shoal-gossip", true).is_ok());
+        assert!(check_dns_label("0abc", false).is_ok());
+        assert!(check_dns_label("0abc", true).is_err());
+        assert!(check_dns_label("", false).is_err());
+        assert!(check_dns_label("-a", false).is_err());
+        assert!(check_dns_label("a-", false).is_err());
+        assert!(check_dns_label(&"a".repeat(63), true).is_ok());
+        assert!(check_dns_label(&"a".repeat(64), true).is_err());
     }
 
     #[test]

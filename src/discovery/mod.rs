@@ -9,11 +9,14 @@
 //! - `resolver`: [`SeedResolver`], the only place hickory-resolver is used.
 //! - `schedule`: when to resolve again, whom to announce to, the readiness
 //!   rule. Pure: time and randomness are inputs.
+//! - [`kubernetes`]: the EndpointSlice cross-check (`discovery.kubernetes`),
+//!   the only place kube is used.
 //!
 //! This module knows neither foca nor the membership types: the node passes
 //! it a view of the membership's gossip addresses and takes announce
 //! targets from a channel.
 
+pub mod kubernetes;
 mod resolver;
 mod schedule;
 mod seed;

@@ -378,14 +378,16 @@ pub struct Node {
 }
 
 /// The environment a node starts from: the test's, less anything that could
-/// configure shoal behind the test's back or send its HTTP through a proxy.
+/// configure shoal behind the test's back (its own variables, the downward
+/// API's, a Kubernetes client's) or send its HTTP through a proxy.
 fn clean_env(command: &mut Command) {
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy().into_owned();
         let upper = name.to_ascii_uppercase();
         if upper.starts_with("SHOAL_")
-            || upper == "POD_NAME"
-            || upper == "POD_IP"
+            || upper.starts_with("POD_")
+            || upper.starts_with("KUBERNETES_SERVICE_")
+            || upper == "KUBECONFIG"
             || upper.ends_with("_PROXY")
         {
             command.env_remove(&name);
