@@ -45,41 +45,9 @@ async fn start_cluster(n: usize, origin: &Origin, dns: &DnsServer) -> Vec<Node> 
         node.wait_ready().await;
     }
     for node in &nodes {
-        wait_for_alive(node, &ips).await;
+        node.wait_for_members(&["alive"], &ips, WAIT).await;
     }
     nodes
-}
-
-/// The names of the members a node reports in `state`.
-async fn members_in(node: &Node, state: &str) -> BTreeSet<IpAddr> {
-    let members = node.admin_get("/_members").await.json();
-    members["members"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter(|m| m["state"] == state)
-                .filter_map(|m| m["addr"].as_str().and_then(|a| a.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Waits until `node` sees exactly `ips` alive.
-async fn wait_for_alive(node: &Node, ips: &[IpAddr]) {
-    let want: BTreeSet<IpAddr> = ips.iter().copied().collect();
-    poll_until(
-        &format!("{} to see {want:?} alive", node.name),
-        WAIT,
-        || async {
-            let alive = members_in(node, "alive").await;
-            if alive == want {
-                Ok(())
-            } else {
-                Err(format!("alive: {alive:?}"))
-            }
-        },
-    )
-    .await;
 }
 
 async fn ring_members(node: &Node) -> i64 {
@@ -144,8 +112,8 @@ async fn a_killed_node_leaves_every_ring() {
             &format!("{} to drop {victim_ip}", node.name),
             DETECTION,
             || async {
-                let alive = members_in(node, "alive").await;
-                let suspect = members_in(node, "suspect").await;
+                let alive = node.members_in(&["alive"]).await;
+                let suspect = node.members_in(&["suspect"]).await;
                 if alive.contains(&victim_ip) || suspect.contains(&victim_ip) {
                     Err(format!("alive {alive:?}, suspect {suspect:?}"))
                 } else {
@@ -176,13 +144,13 @@ async fn a_terminated_node_leaves_at_once_without_suspicion() {
             &format!("{} to drop {leaver_ip}", node.name),
             WAIT,
             || async {
-                let suspect = members_in(node, "suspect").await;
+                let suspect = node.members_in(&["suspect"]).await;
                 assert!(
                     !suspect.contains(&leaver_ip),
                     "{} suspected {leaver_ip}: a leave must skip suspicion",
                     node.name
                 );
-                if members_in(node, "alive").await.contains(&leaver_ip) {
+                if node.members_in(&["alive"]).await.contains(&leaver_ip) {
                     Err("still alive".into())
                 } else {
                     Ok(())
@@ -236,7 +204,9 @@ async fn a_restarted_node_rejoins_as_a_new_generation() {
         },
     )
     .await;
-    wait_for_alive(&restarted, &[nodes[0].ip, nodes[1].ip, ip]).await;
+    restarted
+        .wait_for_members(&["alive"], &[nodes[0].ip, nodes[1].ip, ip], WAIT)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,10 +229,11 @@ async fn split_clusters_merge_once_the_name_answers_all_of_them() {
     for node in &mut nodes {
         node.wait_ready().await;
     }
-    wait_for_alive(&nodes[0], &left).await;
-    wait_for_alive(&nodes[2], &right).await;
+    nodes[0].wait_for_members(&["alive"], &left, WAIT).await;
+    nodes[2].wait_for_members(&["alive"], &right, WAIT).await;
     assert!(
-        members_in(&nodes[0], "alive")
+        nodes[0]
+            .members_in(&["alive"])
             .await
             .is_disjoint(&right.iter().copied().collect())
     );
@@ -271,7 +242,7 @@ async fn split_clusters_merge_once_the_name_answers_all_of_them() {
     dns.set(one, all.clone());
     dns.set(two, all.clone());
     for node in &nodes {
-        wait_for_alive(node, &all).await;
+        node.wait_for_members(&["alive"], &all, WAIT).await;
     }
 }
 
@@ -378,8 +349,8 @@ async fn a_node_with_another_keyring_never_joins() {
     let outsider = Node::spawn(spec(ips[2], &theirs));
     a.wait_ready().await;
     b.wait_ready().await;
-    wait_for_alive(&a, &ips[..2]).await;
-    wait_for_alive(&b, &ips[..2]).await;
+    a.wait_for_members(&["alive"], &ips[..2], WAIT).await;
+    b.wait_for_members(&["alive"], &ips[..2], WAIT).await;
     // The outsider's announces reached them and were refused.
     poll_until("the outsider's packets to be refused", WAIT, || async {
         let refused = metric_sum(&a, "shoal_gossip_rejected_total{reason=\"no-key-opens\"}").await
@@ -392,21 +363,14 @@ async fn a_node_with_another_keyring_never_joins() {
     })
     .await;
     for node in [&a, &b] {
-        let all: BTreeSet<IpAddr> = ["alive", "suspect", "down"]
-            .iter()
-            .map(|state| members_in(node, state))
-            .collect::<futures::future::JoinAll<_>>()
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+        let all = node.members_in(&["alive", "suspect", "down"]).await;
         assert!(
             !all.contains(&ips[2]),
             "{} lists the outsider: {all:?}",
             node.name
         );
     }
-    let outsider_sees = members_in(&outsider, "alive").await;
+    let outsider_sees = outsider.members_in(&["alive"]).await;
     assert_eq!(outsider_sees, BTreeSet::from([ips[2]]));
 }
 
@@ -434,7 +398,7 @@ async fn peer_requests_without_a_signature_are_refused() {
         node.wait_ready().await;
     }
     for node in &nodes {
-        wait_for_alive(node, &ips).await;
+        node.wait_for_members(&["alive"], &ips, WAIT).await;
     }
     // Signed traffic between members works: a key owned by the other node.
     let mut key = String::new();
@@ -513,7 +477,9 @@ async fn random_datagrams_are_dropped_and_counted() {
         .await;
     }
     // Still a member, still serving.
-    wait_for_alive(&nodes[1], &[nodes[0].ip, nodes[1].ip]).await;
+    nodes[1]
+        .wait_for_members(&["alive"], &[nodes[0].ip, nodes[1].ip], WAIT)
+        .await;
     let resp = nodes[0].get("/data/after-junk").await;
     assert_eq!(resp.status, 200, "{}", resp.text());
 }

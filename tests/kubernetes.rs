@@ -9,7 +9,6 @@ mod dns;
 #[path = "common/fake_kube.rs"]
 mod fake_kube;
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -70,41 +69,9 @@ async fn start_nodes(
         node.wait_ready().await;
     }
     for node in &nodes {
-        wait_for_alive(node, ips).await;
+        node.wait_for_members(&["alive"], ips, WAIT).await;
     }
     nodes
-}
-
-/// The addresses of the members a node reports in `state`.
-async fn members_in(node: &Node, state: &str) -> BTreeSet<IpAddr> {
-    let members = node.admin_get("/_members").await.json();
-    members["members"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter(|m| m["state"] == state)
-                .filter_map(|m| m["addr"].as_str().and_then(|a| a.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Waits until `node` sees exactly `ips` alive.
-async fn wait_for_alive(node: &Node, ips: &[IpAddr]) {
-    let want: BTreeSet<IpAddr> = ips.iter().copied().collect();
-    poll_until(
-        &format!("{} to see {want:?} alive", node.name),
-        WAIT,
-        || async {
-            let alive = members_in(node, "alive").await;
-            if alive == want {
-                Ok(())
-            } else {
-                Err(format!("alive: {alive:?}"))
-            }
-        },
-    )
-    .await;
 }
 
 /// The value of the metric line that starts with `series ` (name and
@@ -284,7 +251,7 @@ async fn a_terminating_endpoint_leaves_every_ring_while_swim_still_has_it() {
     eprintln!("terminating → off every ring in {:?}", marked.elapsed());
     for node in &nodes {
         assert!(
-            members_in(node, "alive").await.contains(&victim),
+            node.members_in(&["alive"]).await.contains(&victim),
             "{} must still list {victim} alive in /_members",
             node.name
         );
@@ -345,7 +312,7 @@ async fn an_api_server_answering_500_leaves_the_nodes_on_swim_alone() {
         node.wait_ready().await;
     }
     for node in &nodes {
-        wait_for_alive(node, &ips).await;
+        node.wait_for_members(&["alive"], &ips, WAIT).await;
         wait_for_ring(node, 2.0, WAIT).await;
         wait_for_log(node, "EndpointSlice watch failed").await;
     }

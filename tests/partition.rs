@@ -8,12 +8,11 @@ mod common;
 #[path = "common/dns.rs"]
 mod dns;
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Addrs, Config, Node, NodeSpec, Origin, poll_until};
+use common::{Addrs, Config, Node, NodeSpec, Origin};
 use dns::DnsServer;
 
 static ADDRS: Addrs = Addrs::new(35);
@@ -86,36 +85,6 @@ fn iptables_usable() -> bool {
     usable
 }
 
-async fn alive(node: &Node) -> BTreeSet<IpAddr> {
-    let members = node.admin_get("/_members").await.json();
-    members["members"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter(|m| m["state"] == "alive" || m["state"] == "suspect")
-                .filter_map(|m| m["addr"].as_str().and_then(|a| a.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-async fn wait_for_view(node: &Node, want: &[IpAddr], timeout: Duration) {
-    let want: BTreeSet<IpAddr> = want.iter().copied().collect();
-    poll_until(
-        &format!("{} to see {want:?}", node.name),
-        timeout,
-        || async {
-            let seen = alive(node).await;
-            if seen == want {
-                Ok(())
-            } else {
-                Err(format!("sees {seen:?}"))
-            }
-        },
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_halves_split_then_merge_when_it_heals() {
     if !iptables_usable() {
@@ -143,14 +112,16 @@ async fn partitioned_halves_split_then_merge_when_it_heals() {
         node.wait_ready().await;
     }
     for node in &nodes {
-        wait_for_view(node, &ips, common::WAIT).await;
+        node.wait_for_members(&["alive", "suspect"], &ips, common::WAIT)
+            .await;
     }
 
     let (left, right) = ips.split_at(2);
     let partition = Partition::between(left, right);
     for node in &nodes {
         let own_half = if left.contains(&node.ip) { left } else { right };
-        wait_for_view(node, own_half, SLOW_WAIT).await;
+        node.wait_for_members(&["alive", "suspect"], own_half, SLOW_WAIT)
+            .await;
     }
     // Each half still serves: a key is loaded by the half's own owner.
     for node in &nodes {
@@ -160,6 +131,7 @@ async fn partitioned_halves_split_then_merge_when_it_heals() {
 
     drop(partition);
     for node in &nodes {
-        wait_for_view(node, &ips, SLOW_WAIT).await;
+        node.wait_for_members(&["alive", "suspect"], &ips, SLOW_WAIT)
+            .await;
     }
 }

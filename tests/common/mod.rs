@@ -14,6 +14,7 @@
 //! - [`poll_until`]: every wait is a poll for a condition with a deadline.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
@@ -607,6 +608,36 @@ impl Node {
         let stats = json["groups"][group].clone();
         assert!(stats.is_object(), "/_stats has groups.{group}: {json}");
         stats
+    }
+
+    /// The addresses of the members this node's `/_members` lists in any of
+    /// `states` (`alive`, `suspect`, `down`).
+    pub async fn members_in(&self, states: &[&str]) -> BTreeSet<IpAddr> {
+        let members = self.admin_get("/_members").await.json();
+        members["members"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter(|m| states.iter().any(|state| m["state"] == *state))
+                    .filter_map(|m| m["addr"].as_str().and_then(|a| a.parse().ok()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until this node lists exactly `ips` in `states`.
+    pub async fn wait_for_members(&self, states: &[&str], ips: &[IpAddr], timeout: Duration) {
+        let want: BTreeSet<IpAddr> = ips.iter().copied().collect();
+        let what = format!("{} to see {want:?} as {states:?}", self.name);
+        poll_until(&what, timeout, || async {
+            let seen = self.members_in(states).await;
+            if seen == want {
+                Ok(())
+            } else {
+                Err(format!("sees {seen:?}"))
+            }
+        })
+        .await;
     }
 
     /// Sends SIGTERM.
