@@ -146,6 +146,21 @@ mod tests {
         Arc::new(SingleFlight::new(|| Err("panicked".into())))
     }
 
+    /// Starts a load of "k" that answers `Ok(1)` after a second.
+    fn spawn_slow_load(
+        flights: &Arc<SingleFlight<String, Result<u32, String>>>,
+    ) -> tokio::task::JoinHandle<(Result<u32, String>, Role)> {
+        let flights = Arc::clone(flights);
+        tokio::spawn(async move {
+            flights
+                .run("k".into(), || async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok(1)
+                })
+                .await
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn concurrent_callers_share_one_load() {
         let flights = flights();
@@ -185,17 +200,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn forget_starts_a_new_flight() {
         let flights = flights();
-        let slow = {
-            let flights = Arc::clone(&flights);
-            tokio::spawn(async move {
-                flights
-                    .run("k".into(), || async {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        Ok(1)
-                    })
-                    .await
-            })
-        };
+        let slow = spawn_slow_load(&flights);
         tokio::task::yield_now().await;
         assert_eq!(flights.in_flight(), 1);
         flights.forget(&"k".to_owned());
@@ -207,17 +212,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn leader_hanging_up_does_not_cancel_the_load() {
         let flights = flights();
-        let leader = {
-            let flights = Arc::clone(&flights);
-            tokio::spawn(async move {
-                flights
-                    .run("k".into(), || async {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        Ok(1)
-                    })
-                    .await
-            })
-        };
+        let leader = spawn_slow_load(&flights);
         tokio::task::yield_now().await;
         let follower = {
             let flights = Arc::clone(&flights);

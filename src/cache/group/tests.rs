@@ -194,8 +194,13 @@ async fn keys_read_once_do_not_push_hot_keys_out() {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_delete_wins_over_a_load_in_flight() {
+/// A group, a key it owns, and a get of that key whose origin load is
+/// halfway through (paused time: the midpoint is exact).
+async fn owner_load_half_done() -> (
+    Arc<Group>,
+    String,
+    tokio::task::JoinHandle<Result<Fetched, GroupError>>,
+) {
     let group = group(FakePeers::answering(Err(PeerError::Failed(
         "unused".into(),
     ))));
@@ -206,6 +211,12 @@ async fn a_delete_wins_over_a_load_in_flight() {
         tokio::spawn(async move { group.get(&key, Requester::Client).await })
     };
     tokio::time::sleep(DELAY / 2).await;
+    (group, key, in_flight)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delete_wins_over_a_load_in_flight() {
+    let (group, key, in_flight) = owner_load_half_done().await;
     group.drop_local(&key);
     let fetched = in_flight.await.expect("no panic").expect("load succeeds");
     assert_eq!(fetched.source, Source::Origin);
@@ -216,16 +227,7 @@ async fn a_delete_wins_over_a_load_in_flight() {
 
 #[tokio::test(start_paused = true)]
 async fn a_put_wins_over_a_load_in_flight() {
-    let group = group(FakePeers::answering(Err(PeerError::Failed(
-        "unused".into(),
-    ))));
-    let key = keys_owned_by(ME, 1).remove(0);
-    let in_flight = {
-        let group = Arc::clone(&group);
-        let key = key.clone();
-        tokio::spawn(async move { group.get(&key, Requester::Client).await })
-    };
-    tokio::time::sleep(DELAY / 2).await;
+    let (group, key, in_flight) = owner_load_half_done().await;
     group.put(&key, Value::new("put", None)).await.expect("put");
     in_flight.await.expect("no panic").expect("load succeeds");
     let fetched = group.get(&key, Requester::Client).await.expect("get");
