@@ -47,6 +47,11 @@ pub struct Metrics {
     gossip_packets: IntCounterVec,
     gossip_bytes: IntCounterVec,
     gossip_rejected: IntCounterVec,
+    handoff_entries: IntCounterVec,
+    handoff_bytes: IntCounterVec,
+    handoff_refused: IntCounterVec,
+    previous_owner_lookups: IntCounterVec,
+    successor_loads: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -206,6 +211,36 @@ impl Metrics {
                 "Gossip datagrams dropped, by reason.",
                 &["reason"],
             ),
+            handoff_entries: counter(
+                &r,
+                "handoff_entries_total",
+                "Main-cache entries handed to their next owners by a leaving node (sent) or taken over from one (received).",
+                &["group", "direction"],
+            ),
+            handoff_bytes: counter(
+                &r,
+                "handoff_bytes_total",
+                "Bytes of values handed off, by direction.",
+                &["group", "direction"],
+            ),
+            handoff_refused: counter(
+                &r,
+                "handoff_refused_total",
+                "Handed-off entries not kept because this node knew a newer write of the key.",
+                g,
+            ),
+            previous_owner_lookups: counter(
+                &r,
+                "previous_owner_lookups_total",
+                "Peeks at a key's previous owners before an origin load, by result.",
+                &["group", "result"],
+            ),
+            successor_loads: counter(
+                &r,
+                "successor_loads_total",
+                "Origin loads this node ran as owner-in-waiting for an owner that could not be reached.",
+                g,
+            ),
             registry: r,
         };
         metrics
@@ -244,6 +279,25 @@ impl Metrics {
             request_duration,
             main: cache("main"),
             hot: cache("hot"),
+            churn: ChurnMetrics {
+                handoff_sent_entries: self.handoff_entries.with_label_values(&[group, "sent"]),
+                handoff_received_entries: self
+                    .handoff_entries
+                    .with_label_values(&[group, "received"]),
+                handoff_sent_bytes: self.handoff_bytes.with_label_values(&[group, "sent"]),
+                handoff_received_bytes: self.handoff_bytes.with_label_values(&[group, "received"]),
+                handoff_refused: self.handoff_refused.with_label_values(&[group]),
+                previous_owner_hits: self
+                    .previous_owner_lookups
+                    .with_label_values(&[group, "hit"]),
+                previous_owner_misses: self
+                    .previous_owner_lookups
+                    .with_label_values(&[group, "miss"]),
+                previous_owner_errors: self
+                    .previous_owner_lookups
+                    .with_label_values(&[group, "error"]),
+                successor_loads: self.successor_loads.with_label_values(&[group]),
+            },
         }
     }
 
@@ -310,6 +364,21 @@ pub struct GroupMetrics {
     pub request_duration: [Histogram; 5],
     pub main: CacheMetrics,
     pub hot: CacheMetrics,
+    pub churn: ChurnMetrics,
+}
+
+/// One group's churn counters: handoffs, previous-owner peeks, successor loads.
+#[derive(Clone)]
+pub struct ChurnMetrics {
+    pub handoff_sent_entries: IntCounter,
+    pub handoff_received_entries: IntCounter,
+    pub handoff_sent_bytes: IntCounter,
+    pub handoff_received_bytes: IntCounter,
+    pub handoff_refused: IntCounter,
+    pub previous_owner_hits: IntCounter,
+    pub previous_owner_misses: IntCounter,
+    pub previous_owner_errors: IntCounter,
+    pub successor_loads: IntCounter,
 }
 
 /// One cache's (main or hot) counters and gauges.

@@ -22,13 +22,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::cache::{CopyDrop, CopyDrops, Group, Groups, RingView};
+use crate::cache::{
+    Clock, Cluster, CopyDrop, CopyDrops, Group, Groups, HandoffReport, RingView, Version,
+};
 use crate::config::{Config, GossipConfig, KubernetesConfig, MembershipConfig};
 use crate::discovery::kubernetes::{
     self, CrossCheckOutputs, CrossCheckSettings, SwimMember, Terminating,
 };
 use crate::discovery::{self, Seed, SeedResolver, SeedSettings};
 use crate::http::admin::{self, AdminState, Readiness};
+use crate::http::close_connections_while_draining;
 use crate::http::service::{self, ServiceState};
 use crate::loader::Loader;
 use crate::membership::{
@@ -37,7 +40,7 @@ use crate::membership::{
 use crate::metrics::Metrics;
 use crate::peer::client::HttpPeers;
 use crate::peer::server::{self as peer_server, PeerState};
-use crate::ring::{Member, Ring};
+use crate::ring::{Member, Ring, RingHistory, Rings};
 use crate::security::{self, Keyring, KeyringError};
 
 #[derive(Debug, Error)]
@@ -156,7 +159,7 @@ pub async fn serve(
         }
         None => None,
     };
-    let mut peers = HttpPeers::new(&config.peer)?;
+    let mut peers = HttpPeers::new(&config.peer, config.churn.peek_timeout)?;
     if let Some(keyring) = &keyring {
         peers = peers.with_signing(self_id, keyring.clone());
     }
@@ -196,25 +199,43 @@ pub async fn serve(
     };
     // Filled by the EndpointSlice cross-check, when it runs.
     let (terminating_tx, terminating_rx) = watch::channel(Terminating::default());
-    let (ring_tx, ring_rx) = watch::channel(Arc::new(ring_of(
+    // The ring, and the rings before it for previous-owner lookups. A
+    // member that left may still be asked while it drains: about as long as
+    // this node's own drain, plus a second for the leave to spread.
+    let window = config.churn.previous_rings_window.unwrap_or_default();
+    let leaver_grace = config.node.drain + Duration::from_secs(1);
+    let history = RingHistory::new(Rings::new(
+        self_id,
+        ring_of(&members_rx.borrow(), &terminating_rx.borrow()),
+        window,
+        leaver_grace,
+        tokio::time::Instant::now(),
+    ));
+    let (ring_tx, ring_rx) = watch::channel(Arc::new(history.rings().clone()));
+    publish_membership_metrics(
+        &metrics,
         &members_rx.borrow(),
-        &terminating_rx.borrow(),
-    )));
-    publish_membership_metrics(&metrics, &members_rx.borrow(), ring_rx.borrow().len());
+        ring_rx.borrow().current().len(),
+    );
 
     let origin_client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .no_proxy()
         .build()?;
-    let ring_view = RingView::new(ring_rx.clone(), self_id);
+    let cluster = Cluster {
+        peers: Arc::clone(&peers) as _,
+        ring: RingView::new(ring_rx.clone()),
+        copy_drops,
+        clock: Arc::new(Clock::default()),
+        successor_failover: config.churn.successor_failover,
+        remember_writes: window,
+    };
     let groups = config.groups.iter().map(|(name, group_config)| {
         Arc::new(Group::new(
             name,
             group_config.clone(),
             Loader::new(&group_config.loader, &origin_client),
-            Arc::clone(&peers) as _,
-            ring_view.clone(),
-            copy_drops.clone(),
+            cluster.clone(),
             metrics.group(name),
         ))
     });
@@ -226,6 +247,7 @@ pub async fn serve(
     loops.spawn(follow_membership(
         members_rx.clone(),
         terminating_rx,
+        history,
         ring_tx,
         Arc::clone(&metrics),
         stop_loops.clone(),
@@ -287,6 +309,7 @@ pub async fn serve(
     let service = service::router(Arc::new(ServiceState {
         groups: Arc::clone(&groups),
         max_key: config.node.max_key,
+        readiness: Arc::clone(&readiness),
     }));
     let peer_state = Arc::new(PeerState {
         groups: Arc::clone(&groups),
@@ -296,11 +319,12 @@ pub async fn serve(
         Some(keyring) => peer_server::signed_router(peer_state, keyring.clone()),
         None => peer_server::router(peer_state),
     };
+    let peer = close_connections_while_draining(peer, Arc::clone(&readiness));
     let admin = admin::router(Arc::new(AdminState {
         groups: Arc::clone(&groups),
         metrics: Arc::clone(&metrics),
         members: members_rx,
-        ring: ring_rx,
+        ring: ring_rx.clone(),
         readiness: Arc::clone(&readiness),
         max_key: config.node.max_key,
     }));
@@ -330,11 +354,18 @@ pub async fn serve(
 
     shutdown.await;
     readiness.start_draining();
+    let drain_until = tokio::time::Instant::now() + config.node.drain;
     info!(drain = %humantime::format_duration(config.node.drain), "shutting down: not ready");
     if let Some(gossip) = gossip {
         gossip.leave(Duration::from_secs(1)).await;
     }
-    tokio::time::sleep(config.node.drain).await;
+    // Requests, peeks included, are still served while the handoff runs;
+    // it never holds the node past the drain.
+    if let Some(budget) = config.churn.handoff_max_bytes {
+        let next_owners = ring_rx.borrow().current().without(&self_id);
+        hand_off(&groups, &next_owners, budget, drain_until).await;
+    }
+    tokio::time::sleep_until(drain_until).await;
     stop_serving.cancel();
     // Requests still in flight get as long as a peer fetch may take.
     let grace = config.peer.timeout + Duration::from_secs(1);
@@ -382,12 +413,37 @@ async fn start_gossip(
         .map_err(|source| NodeError::GossipBind { addr: bind, source })
 }
 
+/// Hands the main caches to the next owners and logs what it did.
+async fn hand_off(
+    groups: &Groups,
+    next_owners: &Ring,
+    budget: u64,
+    deadline: tokio::time::Instant,
+) {
+    if next_owners.is_empty() {
+        return;
+    }
+    let started = tokio::time::Instant::now();
+    let report: HandoffReport = groups.hand_off(next_owners, budget, deadline).await;
+    info!(
+        entries = report.entries,
+        bytes = report.bytes,
+        nodes = report.nodes.len(),
+        refused = report.refused,
+        undelivered = report.undelivered,
+        left_out = report.left_out,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "handoff finished"
+    );
+}
+
 /// Turns every membership snapshot, and every change to the terminating
-/// addresses, into a ring snapshot.
+/// addresses, into a ring snapshot, keeping the rings it replaces.
 async fn follow_membership(
     mut members: watch::Receiver<Arc<Members>>,
     mut terminating: watch::Receiver<Terminating>,
-    ring: watch::Sender<Arc<Ring>>,
+    mut history: RingHistory,
+    ring: watch::Sender<Arc<Rings>>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
@@ -405,17 +461,21 @@ async fn follow_membership(
         let snapshot = Arc::clone(&members.borrow_and_update());
         let excluded = Arc::clone(&terminating.borrow_and_update());
         let next = ring_of(&snapshot, &excluded);
-        let changes = ring_changes(&ring.borrow(), &next);
-        if changes > 0 {
-            metrics.membership_changes.inc_by(changes as u64);
-            info!(
-                members = next.len(),
-                terminating = excluded.len(),
-                "ring changed"
-            );
-        }
+        let changes = ring_changes(history.rings().current(), &next);
         publish_membership_metrics(&metrics, &snapshot, next.len());
-        ring.send_replace(Arc::new(next));
+        if changes == 0 {
+            continue;
+        }
+        metrics.membership_changes.inc_by(changes as u64);
+        let members = next.len();
+        let rings = history.advance(next, tokio::time::Instant::now());
+        info!(
+            members,
+            terminating = excluded.len(),
+            previous_rings = rings.previous_len(),
+            "ring changed"
+        );
+        ring.send_replace(Arc::new(rings.clone()));
     }
 }
 
@@ -482,9 +542,11 @@ async fn apply_invalidations(
 ) {
     while let Some(invalidation) = invalidations.recv().await {
         match groups.get(&invalidation.group) {
-            Some(group) => {
-                group.drop_digest(invalidation.digest, invalidation.owner != Some(self_id))
-            }
+            Some(group) => group.drop_digest(
+                invalidation.digest,
+                invalidation.owner != Some(self_id),
+                Version(invalidation.superseded),
+            ),
             None => {
                 warn!(group = %invalidation.group, "invalidation for a group this node does not have")
             }
@@ -501,6 +563,7 @@ async fn broadcast_copy_drops(mut drops: mpsc::UnboundedReceiver<CopyDrop>, goss
                 group: drop.group.to_string(),
                 digest: drop.digest,
                 owner: drop.owner,
+                superseded: drop.superseded.0,
             })
             .await;
     }

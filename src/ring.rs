@@ -17,6 +17,10 @@ use std::sync::Arc;
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
+mod history;
+
+pub use history::{RingHistory, Rings};
+
 /// Points per member. 1024 keeps the largest of ten shares within a few per
 /// cent of the mean (see the tests); a ring of 1,000 members is still only
 /// about 16 MiB and is rebuilt only when membership changes.
@@ -101,12 +105,35 @@ impl Ring {
 
     /// The owner of a key already hashed with [`key_hash`].
     pub fn owner_of_hash(&self, hash: u64) -> Option<&Member> {
+        self.owner_excluding(hash, |_| false)
+    }
+
+    /// The first member clockwise from `hash` that `skip` does not rule out:
+    /// the key's owner on this ring without those members. With the owner
+    /// skipped this is the key's successor, the member that takes the key
+    /// over once the owner is gone (the ring does not have to be rebuilt to
+    /// know it).
+    pub fn owner_excluding(&self, hash: u64, skip: impl Fn(&MemberId) -> bool) -> Option<&Member> {
         if self.points.is_empty() {
             return None;
         }
-        let at = self.points.partition_point(|&(point, _)| point < hash);
-        let (_, index) = self.points[at % self.points.len()];
-        self.members.get(index as usize)
+        let start = self.points.partition_point(|&(point, _)| point < hash);
+        let len = self.points.len();
+        // Every member appears within one lap; skipped ones are passed over.
+        (0..len)
+            .map(|step| self.points[(start + step) % len].1)
+            .filter_map(|index| self.members.get(index as usize))
+            .find(|member| !skip(&member.id))
+    }
+
+    /// This ring without one member.
+    pub fn without(&self, id: &MemberId) -> Ring {
+        Ring::new(self.members.iter().filter(|m| m.id != *id).cloned())
+    }
+
+    /// How many points the ring holds (what it costs in memory).
+    pub fn points(&self) -> usize {
+        self.points.len()
     }
 }
 
@@ -221,6 +248,25 @@ mod tests {
                 assert_ne!(*new, gone);
             }
         }
+    }
+
+    #[test]
+    fn the_successor_is_the_owner_once_the_owner_is_gone() {
+        let ring = Ring::new((0..10).map(member));
+        for k in 0..10_000 {
+            let hash = key_hash("g", &format!("k{k}"));
+            let owner = ring.owner_of_hash(hash).expect("non-empty").id;
+            let successor = ring
+                .owner_excluding(hash, |id| *id == owner)
+                .expect("others");
+            assert_ne!(successor.id, owner);
+            assert_eq!(
+                ring.without(&owner).owner_of_hash(hash).map(|m| m.id),
+                Some(successor.id)
+            );
+        }
+        let lone = Ring::new([member(1)]);
+        assert!(lone.owner_excluding(1, |id| *id == member(1).id).is_none());
     }
 
     #[test]

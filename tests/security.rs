@@ -8,14 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use shoal::cache::{CopyDrops, Group, Groups, PeerError, Peers, Requester, RingView, Value};
+use shoal::cache::{
+    Ask, Clock, Cluster, CopyDrops, Group, Groups, HandedOff, PeerError, Peers, Requester,
+    RingView, Value, Version,
+};
 use shoal::config::{GroupConfig, LoaderConfig, PeerConfig};
 use shoal::loader::Loader;
 use shoal::metrics::Metrics;
 use shoal::peer::client::HttpPeers;
 use shoal::peer::protocol;
 use shoal::peer::server::{self, PeerState};
-use shoal::ring::{Member, Ring};
+use shoal::ring::{Member, Ring, Rings};
 use shoal::security::signing::{NONCE_HEADER, SENDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use shoal::security::{Keyring, RequestParts, Signer, unix_now};
 use tokio::net::TcpListener;
@@ -41,7 +44,7 @@ fn peer_config() -> PeerConfig {
 
 fn unsigned_client() -> HttpPeers {
     shoal::node::install_crypto_provider();
-    HttpPeers::new(&peer_config()).expect("client")
+    HttpPeers::new(&peer_config(), Duration::from_secs(1)).expect("client")
 }
 
 fn client(sender: &str, keyring: watch::Receiver<Arc<Keyring>>) -> HttpPeers {
@@ -67,7 +70,14 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let member = Member::new(addr, "server");
-        let (_ring_tx, ring) = watch::channel(Arc::new(Ring::new([member.clone()])));
+        let rings = Rings::new(
+            addr,
+            Ring::new([member.clone()]),
+            Duration::ZERO,
+            Duration::ZERO,
+            tokio::time::Instant::now(),
+        );
+        let (_ring_tx, ring) = watch::channel(Arc::new(rings));
         let metrics = Arc::new(Metrics::new());
         let config = GroupConfig {
             capacity: 1 << 20,
@@ -87,9 +97,14 @@ impl Server {
             Loader::Demo {
                 delay: Duration::ZERO,
             },
-            Arc::new(unsigned_client()),
-            RingView::new(ring, addr),
-            CopyDrops::Fanout,
+            Cluster {
+                peers: Arc::new(unsigned_client()),
+                ring: RingView::new(ring),
+                copy_drops: CopyDrops::Fanout,
+                clock: Arc::new(Clock::default()),
+                successor_failover: true,
+                remember_writes: Duration::ZERO,
+            },
             metrics.group("g"),
         ));
         let state = Arc::new(PeerState {
@@ -147,7 +162,7 @@ async fn signed_requests_pass() {
     let peers = client("127.0.0.7:8000", keys(&[1]));
 
     let fetched = peers
-        .fetch(&server.member, "g", "a/b c")
+        .fetch(&server.member, Ask::Owner, "g", "a/b c")
         .await
         .expect("fetch");
     assert_eq!(fetched.value.bytes, Bytes::from("Value of a/b c"));
@@ -161,7 +176,7 @@ async fn signed_requests_pass() {
     assert_eq!(stored.value.bytes, Bytes::from_static(b"stored"));
 
     peers
-        .remove(&server.member, "g", "k")
+        .remove(&server.member, "g", "k", None)
         .await
         .expect("remove");
     assert_eq!(server.rejected("missing-signature"), 0);
@@ -173,7 +188,7 @@ async fn unsigned_requests_are_refused_only_where_a_keyring_is_set() {
     let signed = Server::start(Some(keys(&[1]))).await;
     let peers = unsigned_client();
     assert_unauthorized(
-        peers.fetch(&signed.member, "g", "k").await,
+        peers.fetch(&signed.member, Ask::Owner, "g", "k").await,
         "accepts only signed peer requests",
     );
     let value = Value::new(Bytes::from_static(b"v"), None);
@@ -181,7 +196,7 @@ async fn unsigned_requests_are_refused_only_where_a_keyring_is_set() {
         peers.store(&signed.member, "g", "k", &value).await,
         "no x-shoal-signature header",
     );
-    assert_unauthorized(peers.remove(&signed.member, "g", "k").await, "signed");
+    assert_unauthorized(peers.remove(&signed.member, "g", "k", None).await, "signed");
     assert_eq!(signed.rejected("missing-signature"), 3);
     // Unknown paths too are refused before anything else.
     let response = reqwest::get(format!("http://{}/elsewhere", signed.member.id))
@@ -192,10 +207,13 @@ async fn unsigned_requests_are_refused_only_where_a_keyring_is_set() {
     assert_eq!(signed.rejected("missing-signature"), 4);
 
     let open = Server::start(None).await;
-    peers.fetch(&open.member, "g", "k").await.expect("fetch");
+    peers
+        .fetch(&open.member, Ask::Owner, "g", "k")
+        .await
+        .expect("fetch");
     // A signing client is welcome on a node without a keyring.
     client("127.0.0.7:8000", keys(&[1]))
-        .fetch(&open.member, "g", "k")
+        .fetch(&open.member, Ask::Owner, "g", "k")
         .await
         .expect("fetch");
 }
@@ -208,7 +226,7 @@ async fn another_keyring_is_refused_until_the_keys_overlap() {
     let peers = client("127.0.0.7:8000", client_keys);
 
     assert_unauthorized(
-        peers.fetch(&server.member, "g", "k").await,
+        peers.fetch(&server.member, Ask::Owner, "g", "k").await,
         "the request's signature matches no key in this node's keyring",
     );
     assert_eq!(server.rejected("bad-signature"), 1);
@@ -216,19 +234,22 @@ async fn another_keyring_is_refused_until_the_keys_overlap() {
     // Rotation: the server learns key 2 (second), the client still signs with it.
     server_keys_tx.send_replace(Arc::new(keyring(&[1, 2])));
     peers
-        .fetch(&server.member, "g", "k")
+        .fetch(&server.member, Ask::Owner, "g", "k")
         .await
         .expect("accepted");
     // The client moves to key 1 first; the server takes both.
     client_keys_tx.send_replace(Arc::new(keyring(&[1, 2])));
     peers
-        .fetch(&server.member, "g", "k")
+        .fetch(&server.member, Ask::Owner, "g", "k")
         .await
         .expect("accepted");
     // Key 2 retired on the server: a client still signing with it is refused.
     server_keys_tx.send_replace(Arc::new(keyring(&[1])));
     client_keys_tx.send_replace(Arc::new(keyring(&[2])));
-    assert_unauthorized(peers.fetch(&server.member, "g", "k").await, "no key");
+    assert_unauthorized(
+        peers.fetch(&server.member, Ask::Owner, "g", "k").await,
+        "no key",
+    );
     assert_eq!(server.rejected("bad-signature"), 2);
 }
 
@@ -240,7 +261,7 @@ async fn identical_concurrent_gets_from_different_nodes_all_pass() {
     let owner = &server.member;
     let fetches = clients
         .iter()
-        .flat_map(|peers| (0..10).map(move |_| peers.fetch(owner, "g", "same")));
+        .flat_map(|peers| (0..10).map(move |_| peers.fetch(owner, Ask::Owner, "g", "same")));
     for result in futures::future::join_all(fetches).await {
         assert_eq!(
             result.expect("every fetch passes").value.bytes,
@@ -356,4 +377,122 @@ async fn signed_bodies_are_read_within_the_groups_max_value() {
         Err(PeerError::Failed(message)) => assert!(message.contains("413"), "{message}"),
         other => panic!("expected a 413, got {other:?}"),
     }
+}
+
+fn handed(key: &str, text: &str, version: u64) -> HandedOff {
+    HandedOff {
+        key: key.to_owned(),
+        value: Value::new(Bytes::from(text.to_owned()), None),
+        ttl: Some(Duration::from_secs(60)),
+        version: Version(version),
+    }
+}
+
+#[tokio::test]
+async fn peeks_and_handoffs_are_signed_like_every_peer_request() {
+    let server = Server::start(Some(keys(&[1]))).await;
+    let signed = client("127.0.0.7:8000", keys(&[1]));
+    let unsigned = unsigned_client();
+
+    assert_unauthorized(unsigned.peek(&server.member, "g", "k").await, "signed");
+    assert_unauthorized(
+        unsigned
+            .hand_off(&server.member, "g", &[handed("k", "v", 1)])
+            .await,
+        "signed",
+    );
+    assert_unauthorized(
+        client("127.0.0.7:8000", keys(&[9]))
+            .peek(&server.member, "g", "k")
+            .await,
+        "no key",
+    );
+    assert_eq!(server.rejected("missing-signature"), 2);
+    assert_eq!(
+        server.group.stats().handoff_entries_received,
+        0,
+        "a refused handoff stored nothing"
+    );
+
+    // Signed: a peek misses (and does not load), a handoff is taken, and
+    // then the peek finds it.
+    assert_eq!(
+        signed
+            .peek(&server.member, "g", "k")
+            .await
+            .expect("peek")
+            .map(|v| v.value),
+        None
+    );
+    assert_eq!(server.group.stats().local_loads, 0, "a peek never loads");
+    let receipt = signed
+        .hand_off(&server.member, "g", &[handed("k", "handed", 5)])
+        .await
+        .expect("handoff");
+    assert_eq!((receipt.accepted, receipt.refused), (1, 0));
+    let copy = signed
+        .peek(&server.member, "g", "k")
+        .await
+        .expect("peek")
+        .expect("a hit");
+    assert_eq!(copy.value.bytes, Bytes::from_static(b"handed"));
+    assert_eq!(copy.version, Version(5));
+    assert!(
+        copy.remaining_ttl
+            .is_some_and(|ttl| ttl <= Duration::from_secs(60))
+    );
+
+    // An acknowledged DELETE is not undone by a late copy of the old value.
+    let deleted = signed
+        .remove(&server.member, "g", "k", None)
+        .await
+        .expect("remove");
+    assert!(deleted > Version(5));
+    let late = signed
+        .hand_off(&server.member, "g", &[handed("k", "handed", 5)])
+        .await
+        .expect("handoff");
+    assert_eq!((late.accepted, late.refused), (0, 1));
+    let fetched = signed
+        .fetch(&server.member, Ask::Owner, "g", "k")
+        .await
+        .expect("fetch");
+    assert_eq!(fetched.value.bytes, Bytes::from_static(b"Value of k"));
+    assert!(
+        fetched.version > deleted,
+        "a load after the DELETE is newer"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_handoff_is_refused_and_counted() {
+    let server = Server::start(None).await;
+    let response = common_client()
+        .post(format!(
+            "http://{}{}",
+            server.member.id,
+            protocol::handoff_path("g")
+        ))
+        .body(vec![0xffu8; 16])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers()["x-shoal-error"], "bad-request");
+    assert_eq!(server.rejected("malformed"), 1);
+    let wrong = common_client()
+        .get(format!("{}?as=everything", server.url("k")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(wrong.status(), 400);
+    assert_eq!(server.rejected("malformed"), 2);
+    assert_eq!(server.group.stats().local_loads, 0);
+}
+
+fn common_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
 }

@@ -51,6 +51,14 @@ impl Epochs {
         (*stripe == seen.0).then(store)
     }
 
+    /// Runs `check_and_store` under the key's lock without bumping its
+    /// epoch: a store that must see, and not race, PUTs and DELETEs (a
+    /// handed-off entry checked against what this node holds).
+    pub fn locked<R>(&self, digest: u128, check_and_store: impl FnOnce() -> R) -> R {
+        let _stripe = self.stripe(digest);
+        check_and_store()
+    }
+
     /// Bumps the epoch and runs `invalidate` under the same lock.
     pub fn invalidate<R>(&self, digest: u128, invalidate: impl FnOnce() -> R) -> R {
         let mut stripe = self.stripe(digest);

@@ -4,10 +4,19 @@
 //! cache, then (one load per key, whoever asks) either the origin, when this
 //! node owns the key, or the owner. PUT and DELETE go to the owner, then drop
 //! every other node's copies.
+//!
+//! Churn (see the README): an owner that misses a key first peeks at the
+//! key's previous owners; a fetch whose owner cannot be connected to goes to
+//! the owner's ring successor, which loads as owner-in-waiting; a leaving
+//! node hands its main cache to the next owners. Every stored entry carries
+//! the [`Version`] of the write it came from, and a copy older than a write
+//! this node knows of is refused.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::future::join_all;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -17,26 +26,36 @@ use tracing::{debug, warn};
 use super::admission::HotAdmission;
 use super::epochs::{Epoch, Epochs};
 use super::error::GroupError;
-use super::peers::{PeerError, PeerValue, Peers};
-use super::singleflight::SingleFlight;
+use super::handoff::{self, HandedOff, HandoffReceipt};
+use super::peers::{Ask, PeerError, PeerValue, Peers};
+use super::singleflight::{Role, SingleFlight};
 use super::store::{Store, StoreStats};
+use super::superseded::Superseded;
 use super::value::{
     Entry, EntryKind, Source, Value, hot_ttl, key_digest, owner_ttl, worth_storing,
 };
+use super::version::{Clock, Version};
 use crate::config::GroupConfig;
 use crate::loader::{LoadError, Loaded, Loader};
 use crate::metrics::GroupMetrics;
-use crate::ring::{Member, MemberId, Ring, key_hash};
+use crate::ring::{Member, MemberId, Ring, Rings, key_hash};
 
 /// Reads of a key at this node before a copy fetched from its owner is kept.
 const HOT_ADMISSION_READS: u8 = 2;
+/// Successors asked, one after another, when an owner cannot be reached.
+const MAX_SUCCESSORS: usize = 2;
+/// Handoff requests in flight at once.
+const HANDOFF_CONCURRENCY: usize = 4;
 
-/// Who is asking: a client of this node, or another node that believes this
-/// node owns the key.
+/// Who is asking: a client of this node, or another node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requester {
     Client,
+    /// A node that believes this node owns the key.
     Peer,
+    /// A node that cannot reach the key's owner, and found this node next
+    /// on the ring: it loads as owner-in-waiting.
+    Successor,
 }
 
 /// A value as a get returns it.
@@ -48,22 +67,31 @@ pub struct Fetched {
     pub ttl: Option<Duration>,
     /// Other nodes must not keep copies of it.
     pub no_store: bool,
+    /// The write it came from.
+    pub version: Version,
 }
 
-/// The ring as this node sees it, and which member is this node.
+/// The rings as this node sees them, and which member is this node.
 #[derive(Clone)]
 pub struct RingView {
-    ring: watch::Receiver<Arc<Ring>>,
+    rings: watch::Receiver<Arc<Rings>>,
     self_id: MemberId,
 }
 
 impl RingView {
-    pub fn new(ring: watch::Receiver<Arc<Ring>>, self_id: MemberId) -> Self {
-        Self { ring, self_id }
+    pub fn new(rings: watch::Receiver<Arc<Rings>>) -> Self {
+        let self_id = rings.borrow().self_id();
+        Self { rings, self_id }
     }
 
-    pub fn snapshot(&self) -> Arc<Ring> {
-        Arc::clone(&self.ring.borrow())
+    /// The rings now, previous ones included.
+    pub fn snapshot(&self) -> Arc<Rings> {
+        Arc::clone(&self.rings.borrow())
+    }
+
+    /// The ring that owns keys now.
+    pub fn current(&self) -> Arc<Ring> {
+        Arc::clone(self.rings.borrow().current())
     }
 
     pub fn self_id(&self) -> MemberId {
@@ -72,8 +100,10 @@ impl RingView {
 
     /// The owner of a key, unless it is this node (or the ring is empty).
     fn remote_owner(&self, hash: u64) -> Option<Member> {
-        let ring = self.ring.borrow();
-        ring.owner_of_hash(hash)
+        let rings = self.rings.borrow();
+        rings
+            .current()
+            .owner_of_hash(hash)
             .filter(|owner| owner.id != self.self_id)
             .cloned()
     }
@@ -107,6 +137,47 @@ pub struct CopyDrop {
     /// The owner when the request was made: it keeps its main copy (a PUT
     /// just stored it there), and drops only a hot one.
     pub owner: Option<MemberId>,
+    /// Copies up to this version are superseded: refused if they arrive later.
+    pub superseded: Version,
+}
+
+/// How a group reaches the rest of the cluster: the same for every group
+/// of a node.
+#[derive(Clone)]
+pub struct Cluster {
+    pub peers: Arc<dyn Peers>,
+    pub ring: RingView,
+    pub copy_drops: CopyDrops,
+    /// The node's version clock.
+    pub clock: Arc<Clock>,
+    /// Ask an unreachable owner's successor rather than load locally.
+    pub successor_failover: bool,
+    /// How long superseded writes are remembered (the previous-rings window).
+    pub remember_writes: Duration,
+}
+
+/// What one group's handoff did.
+#[derive(Debug, Default, Clone)]
+pub struct HandoffReport {
+    pub entries: u64,
+    pub bytes: u64,
+    pub refused: u64,
+    /// Entries planned but not delivered (a request failed or time ran out).
+    pub undelivered: u64,
+    /// Entries not planned: over the budget, or nobody to take them.
+    pub left_out: u64,
+    pub nodes: BTreeSet<MemberId>,
+}
+
+impl HandoffReport {
+    pub fn add(&mut self, other: HandoffReport) {
+        self.entries += other.entries;
+        self.bytes += other.bytes;
+        self.refused += other.refused;
+        self.undelivered += other.undelivered;
+        self.left_out += other.left_out;
+        self.nodes.extend(other.nodes);
+    }
 }
 
 pub struct Group {
@@ -115,16 +186,16 @@ pub struct Group {
     main: Store,
     hot: Store,
     loader: Loader,
-    peers: Arc<dyn Peers>,
-    ring: RingView,
+    cluster: Cluster,
     flights: Arc<SingleFlight<(u128, FlightKind), FlightResult>>,
-    copy_drops: CopyDrops,
     epochs: Epochs,
+    superseded: Superseded,
     admission: HotAdmission,
     metrics: GroupMetrics,
 }
 
-/// The groupcache counters and both caches' figures, as `/_stats` shows them.
+/// The groupcache counters, the churn counters and both caches' figures, as
+/// `/_stats` shows them.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupStats {
     pub gets: u64,
@@ -136,6 +207,15 @@ pub struct GroupStats {
     pub local_loads: u64,
     pub local_load_errs: u64,
     pub server_requests: u64,
+    pub handoff_entries_sent: u64,
+    pub handoff_entries_received: u64,
+    pub handoff_bytes_sent: u64,
+    pub handoff_bytes_received: u64,
+    pub handoff_refused: u64,
+    pub previous_owner_hits: u64,
+    pub previous_owner_misses: u64,
+    pub previous_owner_errors: u64,
+    pub successor_loads: u64,
     pub main: StoreStats,
     pub hot: StoreStats,
 }
@@ -145,9 +225,7 @@ impl Group {
         name: &str,
         config: GroupConfig,
         loader: Loader,
-        peers: Arc<dyn Peers>,
-        ring: RingView,
-        copy_drops: CopyDrops,
+        cluster: Cluster,
         metrics: GroupMetrics,
     ) -> Self {
         let main = Store::new(config.capacity, metrics.main.clone());
@@ -155,17 +233,17 @@ impl Group {
         // About one sketch slot per hot entry of 1 KiB.
         let admission =
             HotAdmission::new((config.hot_capacity() / 1024) as usize, HOT_ADMISSION_READS);
+        let superseded = Superseded::new(cluster.remember_writes);
         Self {
             name: name.into(),
             config,
             main,
             hot,
             loader,
-            peers,
-            ring,
+            cluster,
             flights: Arc::new(SingleFlight::new(|| Err(GroupError::Internal))),
-            copy_drops,
             epochs: Epochs::default(),
+            superseded,
             admission,
             metrics,
         }
@@ -183,19 +261,27 @@ impl Group {
         &self.metrics
     }
 
+    fn peers(&self) -> &dyn Peers {
+        self.cluster.peers.as_ref()
+    }
+
+    fn self_id(&self) -> MemberId {
+        self.cluster.ring.self_id()
+    }
+
     /// The value for `key`, from wherever it is cheapest to get.
     pub async fn get(self: &Arc<Self>, key: &str, from: Requester) -> Result<Fetched, GroupError> {
         self.metrics.gets.inc();
-        if from == Requester::Peer {
+        if from != Requester::Client {
             self.metrics.server_requests.inc();
         }
         let now = Instant::now();
         let digest = key_digest(key);
         if let Some(entry) = self.main.get(digest, key, now) {
-            return from_entry(entry, Source::Main, now);
+            return from_entry(&entry, Source::Main, now);
         }
         if let Some(entry) = self.hot.get(digest, key, now) {
-            return from_entry(entry, Source::Hot, now);
+            return from_entry(&entry, Source::Hot, now);
         }
         self.metrics.loads.inc();
 
@@ -203,32 +289,61 @@ impl Group {
         // A peer's request is answered here and never forwarded again,
         // whatever this node's ring says: no loops while rings disagree.
         let owner = match from {
-            Requester::Peer => None,
-            Requester::Client => self.ring.remote_owner(hash),
+            Requester::Client => self.cluster.ring.remote_owner(hash),
+            Requester::Peer | Requester::Successor => None,
         };
-        let kind = if owner.is_some() {
-            FlightKind::Fetch
-        } else {
-            FlightKind::Load
+        let Some(owner) = owner else {
+            return self
+                .load_here(key, digest, hash, from == Requester::Successor)
+                .await;
         };
-        let admit = owner.is_some() && self.admission.admits(self.admission.record(hash));
-
+        let admit = self.admission.admits(self.admission.record(hash));
         let this = Arc::clone(self);
         let key = key.to_owned();
-        let (result, _role) = self
+        let (result, role) = self
             .flights
-            .run((digest, kind), move || async move {
-                this.metrics.loads_deduped.inc();
+            .run((digest, FlightKind::Fetch), move || async move {
                 let epoch = this.epochs.current(digest);
-                match owner {
-                    None => this.load_as_owner(&key, digest, epoch).await,
-                    Some(owner) => {
-                        this.fetch_from_owner(&owner, &key, digest, epoch, admit)
-                            .await
-                    }
-                }
+                this.fetch_from_owner(&owner, &key, digest, hash, epoch, admit)
+                    .await
             })
             .await;
+        if role == Role::Leader {
+            self.metrics.loads_deduped.inc();
+        }
+        result
+    }
+
+    /// Loads a key as its owner (or owner-in-waiting), once for every
+    /// caller that asks meanwhile, this node's clients and other nodes alike.
+    async fn load_here(
+        self: &Arc<Self>,
+        key: &str,
+        digest: u128,
+        hash: u64,
+        as_successor: bool,
+    ) -> FlightResult {
+        let this = Arc::clone(self);
+        let key = key.to_owned();
+        let (result, role) = self
+            .flights
+            .run((digest, FlightKind::Load), move || async move {
+                let epoch = this.epochs.current(digest);
+                // Stamped before the load: a DELETE acknowledged while it
+                // runs is newer than the value it brings.
+                let version = this.cluster.clock.now();
+                if let Some(found) = this.peek_previous_owners(&key, digest, hash, epoch).await {
+                    return Ok(found);
+                }
+                if as_successor {
+                    this.metrics.churn.successor_loads.inc();
+                }
+                this.load_as_owner(&key, digest, epoch, version).await
+            })
+            .await;
+        if role == Role::Leader {
+            self.metrics.loads_deduped.inc();
+        }
         result
     }
 
@@ -244,7 +359,82 @@ impl Group {
         loaded
     }
 
-    async fn load_as_owner(&self, key: &str, digest: u128, epoch: Epoch) -> FlightResult {
+    /// Asks the key's previous owners (see [`Rings::previous_owners`]) for
+    /// the copy they hold, all at once; the newest copy found is kept as
+    /// owner and served. `None`: nobody had it, or none was asked.
+    async fn peek_previous_owners(
+        &self,
+        key: &str,
+        digest: u128,
+        hash: u64,
+        epoch: Epoch,
+    ) -> Option<Fetched> {
+        let owners = self
+            .cluster
+            .ring
+            .snapshot()
+            .previous_owners(hash, Instant::now());
+        if owners.is_empty() {
+            return None;
+        }
+        let peeks = owners
+            .iter()
+            .map(|owner| self.peers().peek(owner, &self.name, key));
+        let mut newest: Option<PeerValue> = None;
+        let mut failed = false;
+        for (owner, answer) in owners.iter().zip(join_all(peeks).await) {
+            match answer {
+                Ok(Some(copy)) => {
+                    self.cluster.clock.observe(copy.version);
+                    if newest.as_ref().is_none_or(|n| copy.version > n.version) {
+                        newest = Some(copy);
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    failed = true;
+                    debug!(group = %self.name, owner = %owner, ?error, "peek failed");
+                }
+            }
+        }
+        let churn = &self.metrics.churn;
+        let Some(copy) = newest.filter(|copy| !self.superseded.refuses(digest, copy.version))
+        else {
+            if failed {
+                churn.previous_owner_errors.inc();
+            } else {
+                churn.previous_owner_misses.inc();
+            }
+            return None;
+        };
+        churn.previous_owner_hits.inc();
+        if !copy.no_store && worth_storing(copy.remaining_ttl) && self.fits(&copy.value) {
+            self.keep(
+                &self.main,
+                key,
+                digest,
+                epoch,
+                EntryKind::Found(copy.value.clone()),
+                copy.remaining_ttl,
+                copy.version,
+            );
+        }
+        Some(Fetched {
+            value: copy.value,
+            source: Source::Peer,
+            ttl: copy.remaining_ttl,
+            no_store: copy.no_store,
+            version: copy.version,
+        })
+    }
+
+    async fn load_as_owner(
+        &self,
+        key: &str,
+        digest: u128,
+        epoch: Epoch,
+        version: Version,
+    ) -> FlightResult {
         match self.load_from_origin(key).await {
             Ok(loaded) => {
                 let ttl = owner_ttl(self.config.ttl, loaded.max_age);
@@ -258,6 +448,7 @@ impl Group {
                         epoch,
                         EntryKind::Found(value.clone()),
                         ttl,
+                        version,
                     );
                 }
                 Ok(Fetched {
@@ -265,6 +456,7 @@ impl Group {
                     source: Source::Origin,
                     ttl,
                     no_store: loaded.no_store || !worth_storing(ttl),
+                    version,
                 })
             }
             Err(LoadError::NotFound) => {
@@ -276,6 +468,7 @@ impl Group {
                         epoch,
                         EntryKind::NotFound,
                         Some(ttl),
+                        version,
                     );
                 }
                 Err(GroupError::OriginNotFound)
@@ -285,78 +478,116 @@ impl Group {
     }
 
     async fn fetch_from_owner(
-        &self,
+        self: &Arc<Self>,
         owner: &Member,
+        key: &str,
+        digest: u128,
+        hash: u64,
+        epoch: Epoch,
+        admit: bool,
+    ) -> FlightResult {
+        let timer = self.metrics.peer_duration.start_timer();
+        let fetched = self.peers().fetch(owner, Ask::Owner, &self.name, key).await;
+        timer.observe_duration();
+        match fetched {
+            Ok(copy) => Ok(self.keep_fetched(copy, key, digest, epoch, admit)),
+            Err(PeerError::Unreachable { detail, .. }) => {
+                self.metrics.peer_errors.inc();
+                if self.cluster.successor_failover {
+                    debug!(group = %self.name, owner = %owner, error = %detail, "owner unreachable; asking its successor");
+                    return self.fail_over(owner, key, digest, hash, epoch, admit).await;
+                }
+                warn!(group = %self.name, owner = %owner, error = %detail, "owner unreachable; loading locally");
+                self.load_as_fallback(key, digest, epoch).await
+            }
+            Err(error) => Err(self.owner_error(owner, error)),
+        }
+    }
+
+    /// A value fetched from another node: served, and kept as a hot copy if
+    /// the key is read often enough here.
+    fn keep_fetched(
+        &self,
+        copy: PeerValue,
         key: &str,
         digest: u128,
         epoch: Epoch,
         admit: bool,
+    ) -> Fetched {
+        self.metrics.peer_loads.inc();
+        self.cluster.clock.observe(copy.version);
+        let ttl = hot_ttl(copy.remaining_ttl, self.config.hot_ttl);
+        if admit && !copy.no_store && worth_storing(ttl) && self.fits(&copy.value) {
+            self.keep(
+                &self.hot,
+                key,
+                digest,
+                epoch,
+                EntryKind::Found(copy.value.clone()),
+                ttl,
+                copy.version,
+            );
+        }
+        Fetched {
+            value: copy.value,
+            source: Source::Peer,
+            ttl: copy.remaining_ttl,
+            no_store: copy.no_store,
+            version: copy.version,
+        }
+    }
+
+    /// The owner cannot be connected to: the next distinct member clockwise
+    /// (the node that owns the key once the owner is declared down) loads it
+    /// as owner-in-waiting and keeps it. Every node that misses the owner
+    /// asks the same successor, so the key is loaded once. Only when no
+    /// successor can be reached does this node load locally.
+    async fn fail_over(
+        self: &Arc<Self>,
+        owner: &Member,
+        key: &str,
+        digest: u128,
+        hash: u64,
+        epoch: Epoch,
+        admit: bool,
     ) -> FlightResult {
-        let timer = self.peers_timer();
-        let fetched = self.peers.fetch(owner, &self.name, key).await;
-        timer.observe_duration();
-        match fetched {
-            Ok(PeerValue {
-                value,
-                remaining_ttl,
-                no_store,
-            }) => {
-                self.metrics.peer_loads.inc();
-                let ttl = hot_ttl(remaining_ttl, self.config.hot_ttl);
-                if admit && !no_store && worth_storing(ttl) && self.fits(&value) {
-                    self.keep(
-                        &self.hot,
-                        key,
-                        digest,
-                        epoch,
-                        EntryKind::Found(value.clone()),
-                        ttl,
-                    );
+        let ring = self.cluster.ring.current();
+        let mut unreachable = vec![owner.id];
+        for _ in 0..MAX_SUCCESSORS {
+            let Some(successor) = ring
+                .owner_excluding(hash, |id| unreachable.contains(id))
+                .cloned()
+            else {
+                break;
+            };
+            if successor.id == self.self_id() {
+                return self.load_here(key, digest, hash, true).await;
+            }
+            let timer = self.metrics.peer_duration.start_timer();
+            let fetched = self
+                .peers()
+                .fetch(&successor, Ask::Successor, &self.name, key)
+                .await;
+            timer.observe_duration();
+            match fetched {
+                Ok(copy) => return Ok(self.keep_fetched(copy, key, digest, epoch, admit)),
+                Err(PeerError::Unreachable { detail, .. }) => {
+                    self.metrics.peer_errors.inc();
+                    debug!(group = %self.name, successor = %successor, error = %detail, "successor unreachable too");
+                    unreachable.push(successor.id);
                 }
-                Ok(Fetched {
-                    value,
-                    source: Source::Peer,
-                    ttl: remaining_ttl,
-                    no_store,
-                })
-            }
-            Err(PeerError::Unreachable { detail, .. }) => {
-                self.metrics.peer_errors.inc();
-                warn!(group = %self.name, owner = %owner, error = %detail, "owner unreachable; loading locally");
-                self.load_as_fallback(key, digest, epoch).await
-            }
-            Err(PeerError::Origin(error)) => Err(match error {
-                LoadError::NotFound => GroupError::OriginNotFound,
-                other => origin_error(other),
-            }),
-            Err(PeerError::Timeout(after)) => {
-                self.metrics.peer_errors.inc();
-                Err(GroupError::PeerTimeout {
-                    owner: owner.name.clone(),
-                    after,
-                })
-            }
-            Err(PeerError::Failed(detail)) => {
-                self.metrics.peer_errors.inc();
-                warn!(group = %self.name, owner = %owner, error = %detail, "peer fetch failed");
-                Err(GroupError::PeerFailure {
-                    owner: owner.name.clone(),
-                    detail: detail.into(),
-                })
+                Err(error) => return Err(self.owner_error(&successor, error)),
             }
         }
+        warn!(group = %self.name, owner = %owner, "owner and its successors unreachable; loading locally");
+        self.load_as_fallback(key, digest, epoch).await
     }
 
     /// The owner cannot be reached: load here, and keep the value only as a
     /// hot copy, since this node is not the owner.
     async fn load_as_fallback(&self, key: &str, digest: u128, epoch: Epoch) -> FlightResult {
-        let loaded = self
-            .load_from_origin(key)
-            .await
-            .map_err(|error| match error {
-                LoadError::NotFound => GroupError::OriginNotFound,
-                other => origin_error(other),
-            })?;
+        let version = self.cluster.clock.now();
+        let loaded = self.load_from_origin(key).await.map_err(origin_error)?;
         let ttl = owner_ttl(self.config.ttl, loaded.max_age);
         let value = Value::new(loaded.bytes, loaded.content_type);
         let copy_ttl = hot_ttl(ttl, self.config.hot_ttl);
@@ -368,6 +599,7 @@ impl Group {
                 epoch,
                 EntryKind::Found(value.clone()),
                 copy_ttl,
+                version,
             );
         }
         Ok(Fetched {
@@ -375,11 +607,13 @@ impl Group {
             source: Source::Origin,
             ttl,
             no_store: loaded.no_store || !worth_storing(ttl),
+            version,
         })
     }
 
     /// Keeps an entry in `cache`, unless the key was invalidated since the
     /// load that produced it started (`epoch`).
+    #[allow(clippy::too_many_arguments)]
     fn keep(
         &self,
         cache: &Store,
@@ -388,77 +622,128 @@ impl Group {
         epoch: Epoch,
         kind: EntryKind,
         ttl: Option<Duration>,
+        version: Version,
     ) {
-        let entry = Entry::new(key, kind, ttl, Instant::now());
+        let entry = Entry::new(key, kind, ttl, Instant::now(), version);
         self.epochs
             .store_if_current(digest, epoch, || cache.insert(digest, entry));
+    }
+
+    /// The copy this node holds, main or hot, for another node's peek:
+    /// never loaded, never counted as a read.
+    pub fn peek(&self, key: &str) -> Option<Fetched> {
+        let now = Instant::now();
+        let digest = key_digest(key);
+        let (entry, source) = match self.main.peek(digest, key, now) {
+            Some(entry) => (entry, Source::Main),
+            None => (self.hot.peek(digest, key, now)?, Source::Hot),
+        };
+        from_entry(&entry, source, now).ok()
     }
 
     /// Stores a value at its owner, then drops every other node's copies.
     pub async fn put(&self, key: &str, value: Value) -> Result<(), GroupError> {
         let hash = key_hash(&self.name, key);
-        let ring = self.ring.snapshot();
+        let ring = self.cluster.ring.current();
         let owner = ring.owner_of_hash(hash).cloned();
-        match owner.as_ref().filter(|o| o.id != self.ring.self_id()) {
+        let version = match owner.as_ref().filter(|o| o.id != self.self_id()) {
             None => self.store_as_owner(key, value),
-            Some(owner) => self
-                .peers
-                .store(owner, &self.name, key, &value)
-                .await
-                .map_err(|error| self.owner_error(owner, error))?,
-        }
-        self.drop_copies_elsewhere(&ring, owner.as_ref(), key).await;
+            Some(owner) => {
+                let version = self
+                    .peers()
+                    .store(owner, &self.name, key, &value)
+                    .await
+                    .map_err(|error| self.owner_error(owner, error))?;
+                self.observed_or_now(version)
+            }
+        };
+        self.drop_copies_elsewhere(&ring, owner.as_ref(), key, version.before())
+            .await;
         Ok(())
     }
 
     /// Removes a key at its owner and drops every other node's copies.
     pub async fn delete(&self, key: &str) -> Result<(), GroupError> {
         let hash = key_hash(&self.name, key);
-        let ring = self.ring.snapshot();
+        let ring = self.cluster.ring.current();
         let owner = ring.owner_of_hash(hash).cloned();
-        let at_owner = match owner.as_ref().filter(|o| o.id != self.ring.self_id()) {
-            None => {
-                self.drop_local(key);
-                Ok(())
-            }
-            Some(owner) => match self.peers.remove(owner, &self.name, key).await {
+        let (version, at_owner) = match owner.as_ref().filter(|o| o.id != self.self_id()) {
+            None => (self.drop_local(key, None), Ok(())),
+            Some(owner) => match self.peers().remove(owner, &self.name, key, None).await {
+                Ok(version) => (self.observed_or_now(version), Ok(())),
                 // Nothing listens there, so nothing is cached there either.
-                Err(PeerError::Unreachable { refused: true, .. }) => Ok(()),
-                other => other.map_err(|error| self.owner_error(owner, error)),
+                Err(PeerError::Unreachable { refused: true, .. }) => {
+                    (self.cluster.clock.now(), Ok(()))
+                }
+                Err(error) => (
+                    self.cluster.clock.now(),
+                    Err(self.owner_error(owner, error)),
+                ),
             },
         };
         // Dropping copies is harmless even when the owner failed.
-        self.drop_copies_elsewhere(&ring, owner.as_ref(), key).await;
+        self.drop_copies_elsewhere(&ring, owner.as_ref(), key, version)
+            .await;
         at_owner
     }
 
-    /// Stores a value as its owner (a PUT from a client or a peer). Loads in
-    /// flight for the key are detached, so they cannot overwrite it.
-    pub fn store_as_owner(&self, key: &str, value: Value) {
+    /// A version another node gave a write, or this node's clock if it gave
+    /// none (an older node).
+    fn observed_or_now(&self, version: Version) -> Version {
+        if version == Version::ZERO {
+            self.cluster.clock.now()
+        } else {
+            self.cluster.clock.observe(version);
+            version
+        }
+    }
+
+    /// Stores a value as its owner (a PUT from a client or a peer) and
+    /// returns the write's version. Loads in flight for the key are
+    /// detached, so they cannot overwrite it, and older copies of the key
+    /// are refused from now on.
+    pub fn store_as_owner(&self, key: &str, value: Value) -> Version {
         let digest = key_digest(key);
+        let version = self.cluster.clock.now();
         let entry = Entry::new(
             key,
             EntryKind::Found(value),
             self.config.ttl,
             Instant::now(),
+            version,
         );
         self.epochs.invalidate(digest, || {
+            self.superseded.supersede(digest, version.before());
             self.main.insert(digest, entry);
             self.hot.remove(digest);
         });
         self.forget_flights(digest);
+        version
     }
 
-    /// Drops this node's copies of a key, main and hot.
-    pub fn drop_local(&self, key: &str) {
-        self.drop_digest(key_digest(key), true);
+    /// Drops this node's copies of a key, main and hot, and refuses copies
+    /// up to `superseded` (`None`: up to now on this node's clock). Returns
+    /// the version recorded.
+    pub fn drop_local(&self, key: &str, superseded: Option<Version>) -> Version {
+        let version = match superseded {
+            Some(version) => {
+                self.cluster.clock.observe(version);
+                version
+            }
+            None => self.cluster.clock.now(),
+        };
+        self.drop_digest(key_digest(key), true, version);
+        version
     }
 
     /// Drops this node's copies of the key with this digest: the hot copy,
     /// and the main one too unless `keep_main` (the owner keeping the value a
-    /// PUT just stored). Loads in flight for it will not store their values.
-    pub fn drop_digest(&self, digest: u128, drop_main: bool) {
+    /// PUT just stored). Loads in flight for it will not store their values,
+    /// and copies up to `superseded` arriving later are refused.
+    pub fn drop_digest(&self, digest: u128, drop_main: bool, superseded: Version) {
+        self.cluster.clock.observe(superseded);
         self.epochs.invalidate(digest, || {
+            self.superseded.supersede(digest, superseded);
             if drop_main {
                 self.main.remove(digest);
             }
@@ -475,16 +760,23 @@ impl Group {
 
     /// Every member but the owner drops its copies (hot ones, or main ones
     /// from an earlier ownership); this node does so directly.
-    async fn drop_copies_elsewhere(&self, ring: &Ring, owner: Option<&Member>, key: &str) {
-        let self_id = self.ring.self_id();
+    async fn drop_copies_elsewhere(
+        &self,
+        ring: &Ring,
+        owner: Option<&Member>,
+        key: &str,
+        superseded: Version,
+    ) {
+        let self_id = self.self_id();
         if owner.is_some_and(|o| o.id != self_id) {
-            self.drop_local(key);
+            self.drop_local(key, Some(superseded));
         }
-        if let CopyDrops::Broadcast(gossip) = &self.copy_drops {
+        if let CopyDrops::Broadcast(gossip) = &self.cluster.copy_drops {
             let drop = CopyDrop {
                 group: self.name.clone(),
                 digest: key_digest(key),
                 owner: owner.map(|o| o.id),
+                superseded,
             };
             if gossip.send(drop).is_err() {
                 warn!(group = %self.name, "gossip is not running; other nodes keep their copies until they expire");
@@ -496,17 +788,137 @@ impl Group {
             .iter()
             .filter(|m| m.id != self_id && owner.is_none_or(|o| o.id != m.id));
         let drops = others.map(|member| async move {
-            (member, self.peers.remove(member, &self.name, key).await)
+            let result = self
+                .peers()
+                .remove(member, &self.name, key, Some(superseded))
+                .await;
+            (member, result)
         });
         for (member, result) in join_all(drops).await {
             match result {
-                Ok(()) | Err(PeerError::Unreachable { refused: true, .. }) => {}
+                Ok(_) | Err(PeerError::Unreachable { refused: true, .. }) => {}
                 Err(error) => {
                     self.metrics.peer_errors.inc();
                     warn!(group = %self.name, member = %member, ?error, "could not drop a copy");
                 }
             }
         }
+    }
+
+    /// Takes over entries a leaving node handed off: each is kept as owner
+    /// with the time it had left, unless this node knows a write of the key
+    /// as new or newer (a PUT or DELETE acknowledged meanwhile, or a newer
+    /// copy already here).
+    pub fn accept_handoff(&self, entries: Vec<HandedOff>) -> HandoffReceipt {
+        let mut receipt = HandoffReceipt::default();
+        let churn = &self.metrics.churn;
+        for entry in entries {
+            self.cluster.clock.observe(entry.version);
+            let digest = key_digest(&entry.key);
+            let bytes = entry.bytes();
+            let cacheable = worth_storing(entry.ttl) && self.fits(&entry.value);
+            let kept = cacheable
+                && self.epochs.locked(digest, || {
+                    let now = Instant::now();
+                    if self.superseded.refuses(digest, entry.version) {
+                        return false;
+                    }
+                    let newer_here = [&self.main, &self.hot].iter().any(|cache| {
+                        cache
+                            .peek(digest, &entry.key, now)
+                            .is_some_and(|held| held.version >= entry.version)
+                    });
+                    if newer_here {
+                        return false;
+                    }
+                    let kept = Entry::new(
+                        &entry.key,
+                        EntryKind::Found(entry.value),
+                        entry.ttl,
+                        now,
+                        entry.version,
+                    );
+                    self.main.insert(digest, kept);
+                    true
+                });
+            if kept {
+                receipt.accepted += 1;
+                churn.handoff_received_entries.inc();
+                churn.handoff_received_bytes.inc_by(bytes);
+            } else {
+                receipt.refused += 1;
+                churn.handoff_refused.inc();
+            }
+        }
+        receipt
+    }
+
+    /// Hands this node's main-cache entries, most recently used first, to
+    /// their owners on `next_owners` (the ring without this node), at most
+    /// `budget` bytes (what is used is taken off it), until `deadline`.
+    pub async fn hand_off(
+        &self,
+        next_owners: &Ring,
+        budget: &mut u64,
+        deadline: Instant,
+    ) -> HandoffReport {
+        let now = Instant::now();
+        let self_id = self.self_id();
+        let entries = self
+            .main
+            .entries_by_recency(now)
+            .into_iter()
+            .filter_map(|entry| match &entry.kind {
+                EntryKind::Found(value) => Some(HandedOff {
+                    key: entry.key.to_string(),
+                    value: value.clone(),
+                    ttl: entry.remaining(now),
+                    version: entry.version,
+                }),
+                EntryKind::NotFound => None,
+            })
+            .filter(|entry| worth_storing(entry.ttl));
+        let next_owner = |key: &str| {
+            next_owners
+                .owner(&self.name, key)
+                .filter(|m| m.id != self_id)
+                .cloned()
+        };
+        let plan = handoff::plan(entries, next_owner, *budget);
+        *budget -= plan.bytes;
+        let mut report = HandoffReport {
+            left_out: plan.left_out as u64,
+            ..HandoffReport::default()
+        };
+        let sends = plan.batches.into_iter().map(|batch| async move {
+            let sent = tokio::time::timeout_at(
+                deadline,
+                self.peers().hand_off(&batch.to, &self.name, &batch.entries),
+            )
+            .await;
+            (batch, sent)
+        });
+        let mut sends = futures::stream::iter(sends).buffer_unordered(HANDOFF_CONCURRENCY);
+        let churn = &self.metrics.churn;
+        while let Some((batch, sent)) = sends.next().await {
+            let count = batch.entries.len() as u64;
+            match sent {
+                Ok(Ok(receipt)) => {
+                    report.entries += count;
+                    report.bytes += batch.bytes;
+                    report.refused += receipt.refused;
+                    report.nodes.insert(batch.to.id);
+                    churn.handoff_sent_entries.inc_by(count);
+                    churn.handoff_sent_bytes.inc_by(batch.bytes);
+                }
+                Ok(Err(error)) => {
+                    report.undelivered += count;
+                    warn!(group = %self.name, to = %batch.to, ?error, entries = count, "handoff batch failed");
+                }
+                Err(_) => report.undelivered += count,
+            }
+        }
+        report
     }
 
     fn owner_error(&self, owner: &Member, error: PeerError) -> GroupError {
@@ -534,12 +946,9 @@ impl Group {
         value.bytes.len() as u64 <= self.config.max_value
     }
 
-    fn peers_timer(&self) -> prometheus::HistogramTimer {
-        self.metrics.peer_duration.start_timer()
-    }
-
     pub fn stats(&self) -> GroupStats {
         let m = &self.metrics;
+        let c = &m.churn;
         GroupStats {
             gets: m.gets.get(),
             cache_hits: m.main.hits.get() + m.hot.hits.get(),
@@ -550,20 +959,30 @@ impl Group {
             local_loads: m.local_loads.get(),
             local_load_errs: m.local_load_errors.get(),
             server_requests: m.server_requests.get(),
+            handoff_entries_sent: c.handoff_sent_entries.get(),
+            handoff_entries_received: c.handoff_received_entries.get(),
+            handoff_bytes_sent: c.handoff_sent_bytes.get(),
+            handoff_bytes_received: c.handoff_received_bytes.get(),
+            handoff_refused: c.handoff_refused.get(),
+            previous_owner_hits: c.previous_owner_hits.get(),
+            previous_owner_misses: c.previous_owner_misses.get(),
+            previous_owner_errors: c.previous_owner_errors.get(),
+            successor_loads: c.successor_loads.get(),
             main: self.main.stats(),
             hot: self.hot.stats(),
         }
     }
 }
 
-fn from_entry(entry: Entry, source: Source, now: Instant) -> FlightResult {
+fn from_entry(entry: &Entry, source: Source, now: Instant) -> FlightResult {
     let ttl = entry.remaining(now);
-    match entry.kind {
+    match &entry.kind {
         EntryKind::Found(value) => Ok(Fetched {
-            value,
+            value: value.clone(),
             source,
             ttl,
             no_store: false,
+            version: entry.version,
         }),
         EntryKind::NotFound => Err(GroupError::OriginNotFound),
     }

@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::group::{Group, GroupStats};
+use tokio::time::Instant;
+
+use super::group::{Group, GroupStats, HandoffReport};
+use crate::ring::Ring;
 
 pub struct Groups {
     by_name: HashMap<String, Arc<Group>>,
@@ -35,6 +38,25 @@ impl Groups {
     /// The largest `max_value` of any group: the most a PUT body may hold.
     pub fn largest_max_value(&self) -> u64 {
         self.iter().map(|g| g.config().max_value).max().unwrap_or(0)
+    }
+
+    /// Hands every group's main cache to its owners on `next_owners`, one
+    /// group after another, within one byte budget and `deadline`.
+    pub async fn hand_off(
+        &self,
+        next_owners: &Ring,
+        budget: u64,
+        deadline: Instant,
+    ) -> HandoffReport {
+        let mut budget = budget;
+        let mut report = HandoffReport::default();
+        for group in self.by_name.values() {
+            if Instant::now() >= deadline {
+                break;
+            }
+            report.add(group.hand_off(next_owners, &mut budget, deadline).await);
+        }
+        report
     }
 
     /// Every group's stats, by name, sorted.

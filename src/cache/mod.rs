@@ -9,14 +9,21 @@ mod epochs;
 mod error;
 mod group;
 mod groups;
+mod handoff;
 mod peers;
 mod singleflight;
 mod store;
+mod superseded;
 mod value;
+mod version;
 
 pub use error::GroupError;
-pub use group::{CopyDrop, CopyDrops, Fetched, Group, GroupStats, Requester, RingView};
+pub use group::{
+    Cluster, CopyDrop, CopyDrops, Fetched, Group, GroupStats, HandoffReport, Requester, RingView,
+};
 pub use groups::Groups;
-pub use peers::{PeerError, PeerValue, Peers};
+pub use handoff::{BATCH_BYTES as HANDOFF_BATCH_BYTES, HandedOff, HandoffReceipt};
+pub use peers::{Ask, PeerError, PeerValue, Peers};
 pub use store::StoreStats;
 pub use value::{Source, Value};
+pub use version::{Clock, Version};

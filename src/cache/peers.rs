@@ -5,18 +5,32 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use super::handoff::{HandedOff, HandoffReceipt};
 use super::value::Value;
+use super::version::Version;
 use crate::loader::LoadError;
 use crate::ring::Member;
 
-/// A value as its owner sent it.
+/// A value as another node sent it.
 #[derive(Debug, Clone)]
 pub struct PeerValue {
     pub value: Value,
-    /// Time left to live at the owner; `None`: no expiry.
+    /// Time left to live at the sender; `None`: no expiry.
     pub remaining_ttl: Option<Duration>,
     /// The origin forbade storing it.
     pub no_store: bool,
+    /// The write it came from; [`Version::ZERO`] from a node that sends none.
+    pub version: Version,
+}
+
+/// In what capacity a fetch asks the receiving node to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// The receiver owns the key (as the sender's ring says).
+    Owner,
+    /// The owner cannot be reached and the receiver is next on the ring: it
+    /// loads the key as owner-in-waiting and keeps it.
+    Successor,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,28 +48,53 @@ pub enum PeerError {
 }
 
 pub trait Peers: Send + Sync + 'static {
-    /// Asks the owner for a value; the owner answers from its caches or loader.
+    /// Asks a node for a value; it answers from its caches or loader and
+    /// never forwards the request.
     fn fetch<'a>(
         &'a self,
-        owner: &'a Member,
+        node: &'a Member,
+        ask: Ask,
         group: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, Result<PeerValue, PeerError>>;
 
-    /// Stores a value at its owner.
+    /// Asks a node for the copy it holds, if any: answered from its caches
+    /// only, never loaded, never forwarded; `Ok(None)` is a miss. Bounded
+    /// by the connect timeout and the peek timeout.
+    fn peek<'a>(
+        &'a self,
+        node: &'a Member,
+        group: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PeerValue>, PeerError>>;
+
+    /// Stores a value at its owner; the version the owner gave the write
+    /// ([`Version::ZERO`] from a node that sends none).
     fn store<'a>(
         &'a self,
         owner: &'a Member,
         group: &'a str,
         key: &'a str,
         value: &'a Value,
-    ) -> BoxFuture<'a, Result<(), PeerError>>;
+    ) -> BoxFuture<'a, Result<Version, PeerError>>;
 
-    /// Drops a node's copies of a key (main and hot).
+    /// Drops a node's copies of a key (main and hot) and makes it refuse
+    /// copies up to `superseded` (`None`: up to the receiver's own clock,
+    /// as for the DELETE at the owner). The version the receiver recorded.
     fn remove<'a>(
         &'a self,
-        member: &'a Member,
+        node: &'a Member,
         group: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<(), PeerError>>;
+        superseded: Option<Version>,
+    ) -> BoxFuture<'a, Result<Version, PeerError>>;
+
+    /// Hands entries to the node that owns them now (a leaving node's
+    /// main cache); it keeps those it has no newer write of.
+    fn hand_off<'a>(
+        &'a self,
+        node: &'a Member,
+        group: &'a str,
+        entries: &'a [HandedOff],
+    ) -> BoxFuture<'a, Result<HandoffReceipt, PeerError>>;
 }

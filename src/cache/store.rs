@@ -1,6 +1,7 @@
 //! One byte-bounded cache (main or hot): a moka cache weighed in bytes, with
 //! per-entry expiry and the counters `/_stats` reports.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use moka::Expiry;
@@ -9,12 +10,13 @@ use moka::sync::Cache;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::value::Entry;
+use super::value::{Entry, Recency};
 use crate::metrics::CacheMetrics;
 
 pub struct Store {
-    cache: Cache<u128, Entry>,
+    cache: Cache<u128, Arc<Entry>>,
     capacity: u64,
+    recency: Recency,
     metrics: CacheMetrics,
 }
 
@@ -32,11 +34,11 @@ pub struct StoreStats {
 /// [`Entry::is_fresh`] on tokio's clock, so tests can move time.
 struct EntryExpiry;
 
-impl Expiry<u128, Entry> for EntryExpiry {
+impl Expiry<u128, Arc<Entry>> for EntryExpiry {
     fn expire_after_create(
         &self,
         _key: &u128,
-        entry: &Entry,
+        entry: &Arc<Entry>,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
         entry.remaining(Instant::now())
@@ -45,7 +47,7 @@ impl Expiry<u128, Entry> for EntryExpiry {
     fn expire_after_update(
         &self,
         _key: &u128,
-        entry: &Entry,
+        entry: &Arc<Entry>,
         _updated_at: std::time::Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
@@ -58,7 +60,7 @@ impl Store {
         let evictions = metrics.evictions.clone();
         let cache = Cache::builder()
             .max_capacity(capacity)
-            .weigher(|_digest: &u128, entry: &Entry| entry.weight())
+            .weigher(|_digest: &u128, entry: &Arc<Entry>| entry.weight())
             .expire_after(EntryExpiry)
             .eviction_listener(move |_key, _entry, cause| {
                 if cause == RemovalCause::Size {
@@ -69,20 +71,29 @@ impl Store {
         Self {
             cache,
             capacity,
+            recency: Recency::new(Instant::now()),
             metrics,
         }
     }
 
     /// The entry for `key` (whose digest is `digest`) if it is present and
-    /// fresh at `now`.
-    pub fn get(&self, digest: u128, key: &str, now: Instant) -> Option<Entry> {
+    /// fresh at `now`: a read, counted and noted as the entry's last use.
+    pub fn get(&self, digest: u128, key: &str, now: Instant) -> Option<Arc<Entry>> {
         self.metrics.gets.inc();
+        let entry = self.peek(digest, key, now)?;
+        self.metrics.hits.inc();
+        entry.touch(self.recency.second(now));
+        Some(entry)
+    }
+
+    /// The fresh entry for `key`, without counting a read or noting a use
+    /// (for comparing versions, and for other nodes' peeks).
+    pub fn peek(&self, digest: u128, key: &str, now: Instant) -> Option<Arc<Entry>> {
         let entry = self.cache.get(&digest)?;
         if &*entry.key != key {
             return None;
         }
         if entry.is_fresh(now) {
-            self.metrics.hits.inc();
             Some(entry)
         } else {
             self.cache.invalidate(&digest);
@@ -92,8 +103,21 @@ impl Store {
 
     pub fn insert(&self, digest: u128, entry: Entry) {
         if self.capacity > 0 && u64::from(entry.weight()) <= self.capacity {
-            self.cache.insert(digest, entry);
+            entry.touch(self.recency.second(Instant::now()));
+            self.cache.insert(digest, Arc::new(entry));
         }
+    }
+
+    /// Every fresh entry at `now`, most recently used first.
+    pub fn entries_by_recency(&self, now: Instant) -> Vec<Arc<Entry>> {
+        let mut entries: Vec<Arc<Entry>> = self
+            .cache
+            .iter()
+            .map(|(_, entry)| entry)
+            .filter(|entry| entry.is_fresh(now))
+            .collect();
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.last_used()));
+        entries
     }
 
     pub fn remove(&self, digest: u128) {
@@ -126,6 +150,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::cache::value::{ENTRY_OVERHEAD, EntryKind, Value, key_digest};
+    use crate::cache::version::Version;
     use crate::metrics::Metrics;
 
     fn store(capacity: u64) -> Store {
@@ -138,6 +163,7 @@ mod tests {
             EntryKind::Found(Value::new(vec![b'x'; len], None)),
             ttl,
             Instant::now(),
+            Version::ZERO,
         )
     }
 
@@ -187,6 +213,24 @@ mod tests {
         let store = store(0);
         store.insert(key_digest("k"), entry("k", 1, None));
         assert!(store.get(key_digest("k"), "k", Instant::now()).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_come_most_recently_used_first() {
+        let store = store(1 << 20);
+        for key in ["a", "b", "c"] {
+            store.insert(key_digest(key), entry(key, 1, None));
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(store.get(key_digest("b"), "b", Instant::now()).is_some());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(store.get(key_digest("c"), "c", Instant::now()).is_some());
+        let order: Vec<String> = store
+            .entries_by_recency(Instant::now())
+            .iter()
+            .map(|e| e.key.to_string())
+            .collect();
+        assert_eq!(order, ["c", "b", "a"]);
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! here except through the `now` the caller passes in.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderValue;
 use tokio::time::Instant;
+
+use super::version::Version;
 
 /// A cached value: its bytes and the content type the origin gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,12 +59,17 @@ impl Source {
 /// What a cache holds for a key: a value, or a remembered origin 404.
 /// Caches are indexed by the key's digest; the entry keeps the key itself so
 /// a digest collision is a miss, never a wrong value.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Entry {
     pub key: Arc<str>,
     pub kind: EntryKind,
     /// `None`: does not expire.
     pub expires_at: Option<Instant>,
+    /// Orders this write against others to the same key.
+    pub version: Version,
+    /// When the entry was last read, in seconds of [`Recency`]: a handoff
+    /// sends the most recently used entries first.
+    last_used: AtomicU32,
 }
 
 #[derive(Debug, Clone)]
@@ -76,12 +84,33 @@ pub enum EntryKind {
 pub const ENTRY_OVERHEAD: u64 = 160;
 
 impl Entry {
-    pub fn new(key: &str, kind: EntryKind, ttl: Option<Duration>, now: Instant) -> Self {
+    pub fn new(
+        key: &str,
+        kind: EntryKind,
+        ttl: Option<Duration>,
+        now: Instant,
+        version: Version,
+    ) -> Self {
         Self {
             key: key.into(),
             kind,
             expires_at: ttl.map(|ttl| now + ttl),
+            version,
+            last_used: AtomicU32::new(0),
         }
+    }
+
+    /// Notes a read at `second` (of [`Recency`]). Most reads find the
+    /// second already noted and write nothing, so a popular entry's cache
+    /// line is not written by every core on every read.
+    pub fn touch(&self, second: u32) {
+        if self.last_used.load(Ordering::Relaxed) != second {
+            self.last_used.store(second, Ordering::Relaxed);
+        }
+    }
+
+    pub fn last_used(&self) -> u32 {
+        self.last_used.load(Ordering::Relaxed)
     }
 
     pub fn is_fresh(&self, now: Instant) -> bool {
@@ -129,6 +158,22 @@ fn min_ttl(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     }
 }
 
+/// A coarse clock for entry recency: whole seconds since it started.
+#[derive(Debug, Clone, Copy)]
+pub struct Recency {
+    started: Instant,
+}
+
+impl Recency {
+    pub fn new(started: Instant) -> Self {
+        Self { started }
+    }
+
+    pub fn second(&self, now: Instant) -> u32 {
+        u32::try_from(now.saturating_duration_since(self.started).as_secs()).unwrap_or(u32::MAX)
+    }
+}
+
 /// True when a value with this TTL should be stored at all.
 pub fn worth_storing(ttl: Option<Duration>) -> bool {
     ttl.is_none_or(|ttl| !ttl.is_zero())
@@ -173,13 +218,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn entries_expire_on_time() {
         let now = Instant::now();
-        let entry = Entry::new("k", EntryKind::NotFound, Some(S(10)), now);
+        let entry = Entry::new("k", EntryKind::NotFound, Some(S(10)), now, Version::ZERO);
         assert!(entry.is_fresh(now));
         tokio::time::advance(S(4)).await;
         assert_eq!(entry.remaining(Instant::now()), Some(S(6)));
         tokio::time::advance(S(6)).await;
         assert!(!entry.is_fresh(Instant::now()));
-        assert!(Entry::new("k", EntryKind::NotFound, None, now).is_fresh(Instant::now()));
+        assert!(
+            Entry::new("k", EntryKind::NotFound, None, now, Version::ZERO).is_fresh(Instant::now())
+        );
     }
 
     #[test]
@@ -189,6 +236,7 @@ mod tests {
             EntryKind::Found(Value::new(vec![0u8; 1000], None)),
             None,
             Instant::now(),
+            Version::ZERO,
         );
         assert_eq!(u64::from(entry.weight()), 1004 + ENTRY_OVERHEAD);
     }

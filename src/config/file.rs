@@ -17,6 +17,7 @@ pub struct FileConfig {
     pub discovery: Option<FileDiscovery>,
     pub membership: Option<FileMembership>,
     pub security: Option<FileSecurity>,
+    pub churn: Option<FileChurn>,
     pub default_group: Option<String>,
     pub groups: Option<BTreeMap<String, FileGroup>>,
 }
@@ -96,6 +97,20 @@ pub enum SwimProfile {
     Lan,
     /// Faster failure detection for a quiet network.
     Fast,
+}
+
+/// `churn`: what keeps the cache warm while membership changes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileChurn {
+    pub previous_owner_lookup: Option<bool>,
+    #[serde(default, with = "duration")]
+    pub previous_rings_window: Option<Duration>,
+    #[serde(default, with = "duration")]
+    pub peek_timeout: Option<Duration>,
+    pub handoff: Option<bool>,
+    pub handoff_max_bytes: Option<Size>,
+    pub successor_failover: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -20,7 +20,7 @@ pub use cli::{Cli, Command, LogFormat};
 pub use units::{Size, parse_duration};
 
 pub use file::SwimProfile;
-use file::{FileConfig, FileGroup, FileKubernetes, FileLoader, FileMembership};
+use file::{FileChurn, FileConfig, FileGroup, FileKubernetes, FileLoader, FileMembership};
 
 pub const DEFAULT_SERVICE_PORT: u16 = 3000;
 pub const DEFAULT_PEER_PORT: u16 = 8000;
@@ -37,6 +37,9 @@ pub const DEFAULT_MAX_VALUE: u64 = 1 << 20;
 pub const DEFAULT_DEMO_DELAY: Duration = Duration::from_millis(400);
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_PREVIOUS_RINGS_WINDOW: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_PEEK_TIMEOUT: Duration = Duration::from_millis(100);
+pub const DEFAULT_HANDOFF_MAX_BYTES: u64 = 256 << 20;
 /// The namespace of the cross-check's Service when neither the file nor
 /// `POD_NAMESPACE` names one.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -55,7 +58,75 @@ pub struct Config {
     pub keyring_file: Option<PathBuf>,
     pub default_group: Option<String>,
     pub groups: BTreeMap<String, GroupConfig>,
+    pub churn: ChurnConfig,
     pub log_format: LogFormat,
+}
+
+/// What keeps the cache warm while membership changes (`churn:`). All on by
+/// default; all off is plain groupcache behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChurnConfig {
+    /// Before an owner loads a key it does not hold, it peeks (cache-only)
+    /// at the key's owners under the rings it had within this window.
+    /// `None`: no previous-owner lookup.
+    pub previous_rings_window: Option<Duration>,
+    /// How long a peek may wait for its answer once connected (connecting
+    /// is bounded by `peer.connect_timeout`).
+    pub peek_timeout: Duration,
+    /// On SIGTERM, push main-cache entries to their next owners during the
+    /// drain, at most this many bytes. `None`: no handoff.
+    pub handoff_max_bytes: Option<u64>,
+    /// When the owner cannot be connected to, ask its ring successor to
+    /// load the key as owner-in-waiting instead of loading locally.
+    pub successor_failover: bool,
+}
+
+impl Default for ChurnConfig {
+    fn default() -> Self {
+        Self {
+            previous_rings_window: Some(DEFAULT_PREVIOUS_RINGS_WINDOW),
+            peek_timeout: DEFAULT_PEEK_TIMEOUT,
+            handoff_max_bytes: Some(DEFAULT_HANDOFF_MAX_BYTES),
+            successor_failover: true,
+        }
+    }
+}
+
+impl ChurnConfig {
+    /// Everything off: plain groupcache behaviour.
+    pub fn off() -> Self {
+        Self {
+            previous_rings_window: None,
+            peek_timeout: DEFAULT_PEEK_TIMEOUT,
+            handoff_max_bytes: None,
+            successor_failover: false,
+        }
+    }
+
+    fn resolve(file: Option<FileChurn>) -> Result<Self, ConfigError> {
+        let file = file.unwrap_or_default();
+        let lookup = file.previous_owner_lookup.unwrap_or(true);
+        let window = file
+            .previous_rings_window
+            .unwrap_or(DEFAULT_PREVIOUS_RINGS_WINDOW);
+        let peek_timeout = file.peek_timeout.unwrap_or(DEFAULT_PEEK_TIMEOUT);
+        if lookup && !window.is_zero() && peek_timeout.is_zero() {
+            return Err(ConfigError::field(
+                "churn.peek_timeout",
+                "must be above 0 while previous_owner_lookup is on (a peek that may not wait never hits)",
+            ));
+        }
+        let handoff_max_bytes = file
+            .handoff_max_bytes
+            .map_or(DEFAULT_HANDOFF_MAX_BYTES, |s| s.0);
+        Ok(Self {
+            previous_rings_window: (lookup && !window.is_zero()).then_some(window),
+            peek_timeout,
+            handoff_max_bytes: (file.handoff.unwrap_or(true) && handoff_max_bytes > 0)
+                .then_some(handoff_max_bytes),
+            successor_failover: file.successor_failover.unwrap_or(true),
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -621,6 +692,7 @@ fn resolve_parsed(
         keyring_file,
         default_group,
         groups,
+        churn: ChurnConfig::resolve(file.churn)?,
         log_format: cli.log_format,
     })
 }
@@ -1155,6 +1227,61 @@ mod tests {
             let error = resolve(&cli(args), Some(&file(&text)), &host()).expect_err(&text);
             assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
             assert_eq!(error.file, Some(PathBuf::from("shoal.yaml")), "{text}");
+        }
+    }
+
+    #[test]
+    fn churn_is_on_by_default_and_each_part_can_be_switched_off() {
+        let config = resolve(&cli(&[]), Some(&file(GROUPS)), &host()).expect("valid");
+        assert_eq!(config.churn, ChurnConfig::default());
+        assert_eq!(
+            config.churn.previous_rings_window,
+            Some(DEFAULT_PREVIOUS_RINGS_WINDOW)
+        );
+        let off =
+            "churn: { previous_owner_lookup: false, handoff: false, successor_failover: false }";
+        let config =
+            resolve(&cli(&[]), Some(&file(&format!("{off}\n{GROUPS}"))), &host()).expect("valid");
+        assert_eq!(config.churn, ChurnConfig::off());
+        let tuned =
+            "churn: { previous_rings_window: 1m, peek_timeout: 50ms, handoff_max_bytes: 1MiB }";
+        let config = resolve(
+            &cli(&[]),
+            Some(&file(&format!("{tuned}\n{GROUPS}"))),
+            &host(),
+        )
+        .expect("valid");
+        assert_eq!(
+            config.churn,
+            ChurnConfig {
+                previous_rings_window: Some(Duration::from_secs(60)),
+                peek_timeout: Duration::from_millis(50),
+                handoff_max_bytes: Some(1 << 20),
+                successor_failover: true,
+            }
+        );
+        let zero_window = format!("churn: {{ previous_rings_window: 0s }}\n{GROUPS}");
+        let config = resolve(&cli(&[]), Some(&file(&zero_window)), &host()).expect("valid");
+        assert_eq!(config.churn.previous_rings_window, None);
+    }
+
+    #[test]
+    fn churn_errors_name_the_field() {
+        for (section, field) in [
+            ("churn: { peek_timeout: 0s }", "churn.peek_timeout"),
+            ("churn: { handoff: maybe }", "churn.handoff"),
+            (
+                "churn: { handoff_max_bytes: lots }",
+                "churn.handoff_max_bytes",
+            ),
+            ("churn: { warm: true }", "churn"),
+        ] {
+            let text = format!("{section}\n{GROUPS}");
+            let error = resolve(&cli(&[]), Some(&file(&text)), &host()).expect_err(&text);
+            assert!(
+                error.field.as_deref().is_some_and(|f| f.starts_with(field)),
+                "{text}: {error:?}"
+            );
         }
     }
 

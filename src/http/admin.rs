@@ -18,7 +18,7 @@ use super::service::stats;
 use crate::cache::Groups;
 use crate::membership::Members;
 use crate::metrics::Metrics;
-use crate::ring::{Ring, key_hash};
+use crate::ring::{Rings, key_hash};
 
 /// Whether the node should receive traffic: set once its listeners are up
 /// (and, with gossip, once it has joined); cleared for good when it drains.
@@ -44,13 +44,24 @@ impl Readiness {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
+
+    /// Asks the client to close its connection after `response` while the
+    /// node drains (see [`super::close_connections_while_draining`]).
+    pub fn close_if_draining(&self, response: &mut Response) {
+        if self.is_draining() {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+    }
 }
 
 pub struct AdminState {
     pub groups: Arc<Groups>,
     pub metrics: Arc<Metrics>,
     pub members: watch::Receiver<Arc<Members>>,
-    pub ring: watch::Receiver<Arc<Ring>>,
+    pub ring: watch::Receiver<Arc<Rings>>,
     pub readiness: Arc<Readiness>,
     pub max_key: usize,
 }
@@ -119,7 +130,7 @@ async fn ring_owner(State(state): State<Arc<AdminState>>, uri: Uri) -> Response 
     if state.groups.get(group).is_none() {
         return ApiError::unknown_group(group).key(&key).into_response();
     }
-    let ring = Arc::clone(&state.ring.borrow());
+    let ring = Arc::clone(state.ring.borrow().current());
     match ring.owner_of_hash(key_hash(group, &key)) {
         Some(owner) => Json(json!({
             "owner": { "name": &*owner.name, "addr": owner.id.ip(), "peer_port": owner.id.port() }

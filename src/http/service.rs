@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use serde_json::json;
 
+use super::admin::Readiness;
 use super::error::ApiError;
 use super::route::{self, Route};
 use crate::cache::{Group, Groups, Requester, Value};
@@ -21,6 +22,8 @@ use crate::peer::protocol::SOURCE_HEADER;
 pub struct ServiceState {
     pub groups: Arc<Groups>,
     pub max_key: usize,
+    /// While draining, answers ask clients to close their connections.
+    pub readiness: Arc<Readiness>,
 }
 
 pub fn router(state: Arc<ServiceState>) -> Router {
@@ -32,6 +35,18 @@ const ERROR_SOURCE: usize = SOURCES.len() - 1;
 
 async fn handle(
     State(state): State<Arc<ServiceState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut response = answer(&state, method, uri, headers, body).await;
+    state.readiness.close_if_draining(&mut response);
+    response
+}
+
+async fn answer(
+    state: &ServiceState,
     method: Method,
     uri: Uri,
     headers: HeaderMap,

@@ -28,11 +28,39 @@ pub struct Invalidation {
     pub digest: u128,
     /// The key's owner when the change was made: it keeps its main copy.
     pub owner: Option<SocketAddr>,
+    /// Copies of the key up to this version (the cache's write versions)
+    /// are superseded. Last, so that a node that predates it still decodes
+    /// the fields it knows (postcard ignores trailing bytes).
+    pub superseded: u64,
+}
+
+/// An invalidation as nodes that predate versions send it.
+#[derive(Deserialize)]
+struct LegacyInvalidation {
+    id: u64,
+    group: String,
+    digest: u128,
+    owner: Option<SocketAddr>,
 }
 
 impl Invalidation {
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Decodes an invalidation, from a current node or one that predates
+    /// versions (whose copies are then superseded up to version 0 only).
+    pub fn decode(data: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(data).or_else(|error| {
+            let legacy: LegacyInvalidation = postcard::from_bytes(data).map_err(|_| error)?;
+            Ok(Self {
+                id: legacy.id,
+                group: legacy.group,
+                digest: legacy.digest,
+                owner: legacy.owner,
+                superseded: 0,
+            })
+        })
     }
 }
 
@@ -94,8 +122,7 @@ impl BroadcastHandler<NodeId> for InvalidationHandler {
         data: &[u8],
         sender: Option<&NodeId>,
     ) -> Result<Option<Self::Key>, Self::Error> {
-        let invalidation: Invalidation =
-            postcard::from_bytes(data).map_err(MalformedInvalidation)?;
+        let invalidation = Invalidation::decode(data).map_err(MalformedInvalidation)?;
         if !self.first_sight(invalidation.id) {
             return Ok(None);
         }
@@ -122,6 +149,7 @@ mod tests {
             group: "g".into(),
             digest: 42,
             owner: Some("10.0.0.1:8000".parse().expect("addr")),
+            superseded: 7 << 16,
         }
     }
 
@@ -161,6 +189,30 @@ mod tests {
                 .is_some()
         );
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn invalidations_from_older_nodes_still_decode() {
+        #[derive(Serialize)]
+        struct Old {
+            id: u64,
+            group: String,
+            digest: u128,
+            owner: Option<SocketAddr>,
+        }
+        let old = Old {
+            id: 3,
+            group: "g".into(),
+            digest: 42,
+            owner: None,
+        };
+        let data = postcard::to_stdvec(&old).expect("encode");
+        let decoded = Invalidation::decode(&data).expect("decodes");
+        assert_eq!((decoded.id, decoded.digest, decoded.superseded), (3, 42, 0));
+        // And an older node reads the fields it knows from a new one.
+        let new = invalidation(9).encode();
+        let seen: LegacyInvalidation = postcard::from_bytes(&new).expect("decodes");
+        assert_eq!((seen.id, seen.digest), (9, 42));
     }
 
     #[test]

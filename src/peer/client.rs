@@ -13,8 +13,11 @@ use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::protocol::{self, ERROR_HEADER, NO_STORE_HEADER, TIMEOUT_HEADER, TTL_HEADER};
-use crate::cache::{PeerError, PeerValue, Peers, Value};
+use super::protocol::{
+    self, ERROR_HEADER, NO_STORE_HEADER, NOT_CACHED, PEEK_QUERY, SUCCESSOR_QUERY, TIMEOUT_HEADER,
+    TTL_HEADER, VERSION_HEADER,
+};
+use crate::cache::{Ask, HandedOff, HandoffReceipt, PeerError, PeerValue, Peers, Value, Version};
 use crate::config::PeerConfig;
 use crate::loader::LoadError;
 use crate::ring::{Member, MemberId};
@@ -23,6 +26,8 @@ use crate::security::{Keyring, RequestParts, Signer, unix_now};
 pub struct HttpPeers {
     client: reqwest::Client,
     timeout: Duration,
+    /// How long a peek may wait for its answer once connected.
+    peek_timeout: Duration,
     signing: Option<Signing>,
 }
 
@@ -34,7 +39,8 @@ struct Signing {
 }
 
 impl HttpPeers {
-    pub fn new(config: &PeerConfig) -> Result<Self, reqwest::Error> {
+    /// A client whose peeks wait at most `peek_timeout` for an answer.
+    pub fn new(config: &PeerConfig, peek_timeout: Duration) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
@@ -45,6 +51,7 @@ impl HttpPeers {
         Ok(Self {
             client,
             timeout: config.timeout,
+            peek_timeout,
             signing: None,
         })
     }
@@ -68,6 +75,10 @@ impl HttpPeers {
     }
 
     fn transport_error(&self, error: reqwest::Error) -> PeerError {
+        self.transport_error_after(error, self.timeout)
+    }
+
+    fn transport_error_after(&self, error: reqwest::Error, timeout: Duration) -> PeerError {
         let detail = error_chain(&error);
         if error.is_connect() {
             PeerError::Unreachable {
@@ -75,26 +86,40 @@ impl HttpPeers {
                 detail,
             }
         } else if error.is_timeout() {
-            PeerError::Timeout(self.timeout)
+            PeerError::Timeout(timeout)
         } else {
             PeerError::Failed(detail)
         }
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, PeerError> {
-        let mut request = request.build().map_err(|e| self.transport_error(e))?;
+        self.send_within(request, self.timeout).await
+    }
+
+    /// Sends a request (signed, with a keyring) whose answer may take at
+    /// most `timeout`.
+    async fn send_within(
+        &self,
+        request: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, PeerError> {
+        let mut request = request
+            .timeout(timeout)
+            .build()
+            .map_err(|e| self.transport_error_after(e, timeout))?;
         if let Some(signing) = &self.signing {
             sign(signing, &mut request);
         }
         self.client
             .execute(request)
             .await
-            .map_err(|e| self.transport_error(e))
+            .map_err(|e| self.transport_error_after(e, timeout))
     }
 
-    async fn expect_no_content(&self, response: reqwest::Response) -> Result<(), PeerError> {
+    /// The version a 204 reply carries ([`Version::ZERO`] if none).
+    async fn expect_no_content(&self, response: reqwest::Response) -> Result<Version, PeerError> {
         if response.status() == StatusCode::NO_CONTENT {
-            Ok(())
+            Ok(protocol::parse_version(response.headers().get(VERSION_HEADER)).unwrap_or_default())
         } else {
             Err(self.error_reply(response).await)
         }
@@ -129,30 +154,97 @@ impl HttpPeers {
 
     async fn fetch_value(
         &self,
-        owner: &Member,
+        node: &Member,
+        ask: Ask,
         group: &str,
         key: &str,
     ) -> Result<PeerValue, PeerError> {
-        let response = self
-            .send(self.client.get(Self::url(owner, group, key)))
-            .await?;
+        let mut url = Self::url(node, group, key);
+        if ask == Ask::Successor {
+            url = format!("{url}?{SUCCESSOR_QUERY}");
+        }
+        let response = self.send(self.client.get(url)).await?;
         if response.status() != StatusCode::OK {
             return Err(self.error_reply(response).await);
         }
+        self.read_value(response, self.timeout).await
+    }
+
+    async fn read_value(
+        &self,
+        response: reqwest::Response,
+        timeout: Duration,
+    ) -> Result<PeerValue, PeerError> {
         let headers = response.headers();
         let remaining_ttl = header_str(headers, TTL_HEADER)
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_millis);
         let no_store = headers.contains_key(NO_STORE_HEADER);
         let content_type = headers.get(header::CONTENT_TYPE).cloned();
+        let version = protocol::parse_version(headers.get(VERSION_HEADER)).unwrap_or_default();
         let bytes: Bytes = response
             .bytes()
             .await
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| self.transport_error_after(e, timeout))?;
         Ok(PeerValue {
             value: Value::new(bytes, content_type),
             remaining_ttl,
             no_store,
+            version,
+        })
+    }
+
+    async fn peek_value(
+        &self,
+        node: &Member,
+        group: &str,
+        key: &str,
+    ) -> Result<Option<PeerValue>, PeerError> {
+        let url = format!("{}?{PEEK_QUERY}", Self::url(node, group, key));
+        let response = self
+            .send_within(self.client.get(url), self.peek_timeout)
+            .await?;
+        match response.status() {
+            StatusCode::OK => self.read_value(response, self.peek_timeout).await.map(Some),
+            StatusCode::NOT_FOUND
+                if header_str(response.headers(), ERROR_HEADER) == Some(NOT_CACHED) =>
+            {
+                Ok(None)
+            }
+            _ => Err(self.error_reply(response).await),
+        }
+    }
+
+    async fn hand_off_entries(
+        &self,
+        node: &Member,
+        group: &str,
+        entries: &[HandedOff],
+    ) -> Result<HandoffReceipt, PeerError> {
+        #[derive(Deserialize)]
+        struct Receipt {
+            accepted: u64,
+            refused: u64,
+        }
+        let url = format!("http://{}{}", node.id, protocol::handoff_path(group));
+        let request = self
+            .client
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(protocol::encode_handoff(entries));
+        let response = self.send(request).await?;
+        if response.status() != StatusCode::OK {
+            return Err(self.error_reply(response).await);
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let receipt: Receipt = serde_json::from_slice(&body)
+            .map_err(|e| PeerError::Failed(format!("handoff receipt does not parse: {e}")))?;
+        Ok(HandoffReceipt {
+            accepted: receipt.accepted,
+            refused: receipt.refused,
         })
     }
 
@@ -162,7 +254,7 @@ impl HttpPeers {
         group: &str,
         key: &str,
         value: &Value,
-    ) -> Result<(), PeerError> {
+    ) -> Result<Version, PeerError> {
         let mut request = self
             .client
             .put(Self::url(owner, group, key))
@@ -174,10 +266,18 @@ impl HttpPeers {
         self.expect_no_content(response).await
     }
 
-    async fn remove_value(&self, member: &Member, group: &str, key: &str) -> Result<(), PeerError> {
-        let response = self
-            .send(self.client.delete(Self::url(member, group, key)))
-            .await?;
+    async fn remove_value(
+        &self,
+        member: &Member,
+        group: &str,
+        key: &str,
+        superseded: Option<Version>,
+    ) -> Result<Version, PeerError> {
+        let mut request = self.client.delete(Self::url(member, group, key));
+        if let Some(version) = superseded {
+            request = request.header(VERSION_HEADER, protocol::version_header(version));
+        }
+        let response = self.send(request).await?;
         self.expect_no_content(response).await
     }
 }
@@ -185,11 +285,30 @@ impl HttpPeers {
 impl Peers for HttpPeers {
     fn fetch<'a>(
         &'a self,
-        owner: &'a Member,
+        node: &'a Member,
+        ask: Ask,
         group: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, Result<PeerValue, PeerError>> {
-        self.fetch_value(owner, group, key).boxed()
+        self.fetch_value(node, ask, group, key).boxed()
+    }
+
+    fn peek<'a>(
+        &'a self,
+        node: &'a Member,
+        group: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PeerValue>, PeerError>> {
+        self.peek_value(node, group, key).boxed()
+    }
+
+    fn hand_off<'a>(
+        &'a self,
+        node: &'a Member,
+        group: &'a str,
+        entries: &'a [HandedOff],
+    ) -> BoxFuture<'a, Result<HandoffReceipt, PeerError>> {
+        self.hand_off_entries(node, group, entries).boxed()
     }
 
     fn store<'a>(
@@ -198,17 +317,18 @@ impl Peers for HttpPeers {
         group: &'a str,
         key: &'a str,
         value: &'a Value,
-    ) -> BoxFuture<'a, Result<(), PeerError>> {
+    ) -> BoxFuture<'a, Result<Version, PeerError>> {
         self.store_value(owner, group, key, value).boxed()
     }
 
     fn remove<'a>(
         &'a self,
-        member: &'a Member,
+        node: &'a Member,
         group: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<(), PeerError>> {
-        self.remove_value(member, group, key).boxed()
+        superseded: Option<Version>,
+    ) -> BoxFuture<'a, Result<Version, PeerError>> {
+        self.remove_value(node, group, key, superseded).boxed()
     }
 }
 

@@ -3,22 +3,46 @@
 //! - `GET /_shoal/v1/{group}/{key}`: the value, answered by the receiver from
 //!   its own caches or loader, never forwarded. Headers: `content-type`,
 //!   `x-shoal-ttl-ms` (time left to live; absent: no expiry),
-//!   `x-shoal-no-store: 1` (the origin forbade keeping copies).
-//! - `PUT /_shoal/v1/{group}/{key}`: store the body as owner. 204.
-//! - `DELETE /_shoal/v1/{group}/{key}`: drop every copy the receiver holds. 204.
+//!   `x-shoal-no-store: 1` (the origin forbade keeping copies),
+//!   `x-shoal-version` (the write the value came from).
+//!   - `?as=successor`: the sender cannot reach the key's owner and found the
+//!     receiver next on the ring; the receiver loads as owner-in-waiting.
+//!   - `?as=peek`: answered from the receiver's caches only, never loaded;
+//!     a miss is 404 with `x-shoal-error: not-cached`.
+//! - `PUT /_shoal/v1/{group}/{key}`: store the body as owner. 204 with the
+//!   write's `x-shoal-version`.
+//! - `DELETE /_shoal/v1/{group}/{key}`: drop every copy the receiver holds and
+//!   refuse copies up to the request's `x-shoal-version` (absent: up to the
+//!   receiver's clock, as at the owner). 204 with the version recorded.
+//! - `POST /_shoal/v1/_handoff/{group}`: entries a leaving node hands to their
+//!   next owner (body: [`encode_handoff`]). 200 with JSON
+//!   `{"accepted": N, "refused": N}`.
 //! - Errors: JSON with `x-shoal-error` naming the kind; an origin timeout also
 //!   carries `x-shoal-timeout-ms`.
 //!
 //! Keys travel as unpadded base64url: no URL normalisation (dot segments,
-//! percent-decoding, slash merging) can change them.
+//! percent-decoding, slash merging) can change them. A node that predates
+//! versions sends none: its copies count as older than any write.
+
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{HandedOff, Value, Version};
 
 pub const PREFIX: &str = "/_shoal/v1";
+/// The path segment after [`PREFIX`] that handoffs use; groups cannot be
+/// named so (names starting with `_` are reserved).
+pub const HANDOFF_SEGMENT: &str = "_handoff";
 pub const TTL_HEADER: &str = "x-shoal-ttl-ms";
 pub const NO_STORE_HEADER: &str = "x-shoal-no-store";
 pub const TIMEOUT_HEADER: &str = "x-shoal-timeout-ms";
+pub const VERSION_HEADER: &str = "x-shoal-version";
+/// The error kind of a peek that found nothing.
+pub const NOT_CACHED: &str = "not-cached";
 /// The kind of an error, on the service and peer APIs alike.
 pub const ERROR_HEADER: &str = "x-shoal-error";
 /// Where a value came from, on the service API.
@@ -27,6 +51,81 @@ pub const SOURCE_HEADER: &str = "x-shoal-source";
 /// The path of a key on the peer API.
 pub fn path(group: &str, key: &str) -> String {
     format!("{PREFIX}/{group}/{}", URL_SAFE_NO_PAD.encode(key))
+}
+
+/// The path a group's handoffs are posted to.
+pub fn handoff_path(group: &str) -> String {
+    format!("{PREFIX}/{HANDOFF_SEGMENT}/{group}")
+}
+
+/// The query of a fetch that asks for more than the owner's answer.
+pub const PEEK_QUERY: &str = "as=peek";
+pub const SUCCESSOR_QUERY: &str = "as=successor";
+
+/// A version as a header value.
+pub fn version_header(version: Version) -> HeaderValue {
+    HeaderValue::from(version.0)
+}
+
+/// A version from a header value; `None` if absent or malformed.
+pub fn parse_version(value: Option<&HeaderValue>) -> Option<Version> {
+    value?.to_str().ok()?.parse().ok().map(Version)
+}
+
+/// One handed-off entry on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireEntry {
+    key: String,
+    value: Vec<u8>,
+    content_type: Option<String>,
+    ttl_ms: Option<u64>,
+    version: u64,
+}
+
+/// The body of a handoff request (postcard: compact, and already how gossip
+/// travels).
+pub fn encode_handoff(entries: &[HandedOff]) -> Vec<u8> {
+    let wire: Vec<WireEntry> = entries
+        .iter()
+        .map(|entry| WireEntry {
+            key: entry.key.clone(),
+            value: entry.value.bytes.to_vec(),
+            content_type: entry
+                .value
+                .content_type
+                .as_ref()
+                .and_then(|ct| ct.to_str().ok())
+                .map(str::to_owned),
+            ttl_ms: entry
+                .ttl
+                .map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+            version: entry.version.0,
+        })
+        .collect();
+    postcard::to_stdvec(&wire).unwrap_or_default()
+}
+
+/// Decodes a handoff request's body.
+pub fn decode_handoff(body: &[u8]) -> Result<Vec<HandedOff>, String> {
+    let wire: Vec<WireEntry> =
+        postcard::from_bytes(body).map_err(|e| format!("malformed handoff body: {e}"))?;
+    wire.into_iter()
+        .map(|entry| {
+            let content_type =
+                match entry.content_type {
+                    Some(ct) => Some(HeaderValue::from_str(&ct).map_err(|_| {
+                        "a handed-off content type is not a header value".to_owned()
+                    })?),
+                    None => None,
+                };
+            Ok(HandedOff {
+                key: entry.key,
+                value: Value::new(entry.value, content_type),
+                ttl: entry.ttl_ms.map(Duration::from_millis),
+                version: Version(entry.version),
+            })
+        })
+        .collect()
 }
 
 /// Decodes a key from its path segment.
@@ -53,6 +152,27 @@ mod tests {
             );
             assert_eq!(decode_key(segment).as_deref(), Ok(key));
         }
+    }
+
+    #[test]
+    fn handoffs_survive_the_round_trip() {
+        let entries = vec![
+            HandedOff {
+                key: "a/b".into(),
+                value: Value::new(vec![1, 2, 3], Some(HeaderValue::from_static("text/plain"))),
+                ttl: Some(Duration::from_millis(1500)),
+                version: Version(42),
+            },
+            HandedOff {
+                key: "ü".into(),
+                value: Value::new(Vec::new(), None),
+                ttl: None,
+                version: Version(u64::MAX),
+            },
+        ];
+        assert_eq!(decode_handoff(&encode_handoff(&entries)), Ok(entries));
+        assert!(decode_handoff(&[0xff, 0xff, 0xff]).is_err());
+        assert_eq!(decode_handoff(&encode_handoff(&[])), Ok(Vec::new()));
     }
 
     #[test]

@@ -16,14 +16,17 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use percent_encoding::percent_decode_str;
 use tokio::sync::watch;
 use tracing::debug;
 
-use super::protocol::{self, NO_STORE_HEADER, TTL_HEADER};
-use crate::cache::{Group, Groups, Requester, Value};
+use super::protocol::{
+    self, HANDOFF_SEGMENT, NO_STORE_HEADER, NOT_CACHED, PEEK_QUERY, SUCCESSOR_QUERY, TTL_HEADER,
+    VERSION_HEADER,
+};
+use crate::cache::{Fetched, Group, Groups, HANDOFF_BATCH_BYTES, Requester, Value};
 use crate::http::ApiError;
 use crate::http::service::read_body;
 use crate::metrics::Metrics;
@@ -59,9 +62,32 @@ pub fn signed_router(state: Arc<PeerState>, keyring: watch::Receiver<Arc<Keyring
 
 fn routes() -> Router<Arc<PeerState>> {
     let route = format!("{}/{{group}}/{{key}}", protocol::PREFIX);
+    let handoff = format!("{}/{HANDOFF_SEGMENT}/{{group}}", protocol::PREFIX);
     Router::new()
         .route(&route, get(fetch).put(store).delete(remove))
+        .route(&handoff, post(take_handoff))
+        .method_not_allowed_fallback(wrong_method)
         .fallback(unknown_path)
+}
+
+async fn wrong_method(
+    State(state): State<Arc<PeerState>>,
+    method: http::Method,
+    uri: Uri,
+) -> Response {
+    state.metrics.peer_rejected("malformed");
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("{method} is not a peer API request for {}", uri.path()),
+    )
+    .into_response()
+}
+
+/// The most a handoff request's body may hold for a group: a full batch,
+/// plus the largest entry that may close it, plus framing.
+fn handoff_body_limit(group: &Group) -> u64 {
+    2 * HANDOFF_BATCH_BYTES + group.config().max_value
 }
 
 struct Auth {
@@ -94,8 +120,11 @@ async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Nex
         Ok(presented) => presented,
         Err(refusal) => return refuse(refusal, None),
     };
-    let group = named_group(&auth.state.groups, parts.uri.path());
-    let limit = group.map_or(UNROUTED_BODY_LIMIT, |group| group.config().max_value);
+    let (group, limit) = match named_group(&auth.state.groups, parts.uri.path()) {
+        Some((group, true)) => (Some(group), handoff_body_limit(group)),
+        Some((group, false)) => (Some(group), group.config().max_value),
+        None => (None, UNROUTED_BODY_LIMIT),
+    };
     let body = match read_body(body, limit).await {
         Ok(body) => body,
         Err(error) => {
@@ -128,13 +157,19 @@ async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Nex
     next.run(Request::from_parts(parts, Body::from(body))).await
 }
 
-/// The group a peer API path names, if this node has it: the segment after
-/// the prefix, percent-decoded as the router decodes it.
-fn named_group<'g>(groups: &'g Groups, path: &str) -> Option<&'g Arc<Group>> {
+/// The group a peer API path names, if this node has it (the segment after
+/// the prefix, or after the handoff segment, percent-decoded as the router
+/// decodes it), and whether the path is a handoff.
+fn named_group<'g>(groups: &'g Groups, path: &str) -> Option<(&'g Arc<Group>, bool)> {
     let rest = path.strip_prefix(protocol::PREFIX)?.strip_prefix('/')?;
-    let segment = rest.split('/').next()?;
+    let mut segments = rest.split('/');
+    let mut segment = segments.next()?;
+    let handoff = segment == HANDOFF_SEGMENT;
+    if handoff {
+        segment = segments.next()?;
+    }
     let name = percent_decode_str(segment).decode_utf8().ok()?;
-    groups.get(&name)
+    groups.get(&name).map(|group| (group, handoff))
 }
 
 type KeyPath = Result<Path<(String, String)>, PathRejection>;
@@ -161,29 +196,76 @@ fn target(state: &PeerState, path: KeyPath) -> Result<(Arc<Group>, String), ApiE
     }
 }
 
-async fn fetch(State(state): State<Arc<PeerState>>, path: KeyPath) -> Response {
+/// What a GET asks of the receiver, from its query.
+enum FetchAs {
+    Requester(Requester),
+    Peek,
+}
+
+async fn fetch(State(state): State<Arc<PeerState>>, uri: Uri, path: KeyPath) -> Response {
     let (group, key) = match target(&state, path) {
         Ok(target) => target,
         Err(refusal) => return refusal.into_response(),
     };
-    match group.get(&key, Requester::Peer).await {
-        Ok(fetched) => {
-            let mut response = Response::new(Body::from(fetched.value.bytes));
-            let headers = response.headers_mut();
-            if let Some(content_type) = fetched.value.content_type {
-                headers.insert(header::CONTENT_TYPE, content_type);
-            }
-            if let Some(ttl) = fetched.ttl {
-                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-                headers.insert(TTL_HEADER, HeaderValue::from(ms));
-            }
-            if fetched.no_store {
-                headers.insert(NO_STORE_HEADER, HeaderValue::from_static("1"));
-            }
-            response
+    let ask = match uri.query() {
+        None => FetchAs::Requester(Requester::Peer),
+        Some(PEEK_QUERY) => FetchAs::Peek,
+        Some(SUCCESSOR_QUERY) => FetchAs::Requester(Requester::Successor),
+        Some(other) => {
+            state.metrics.peer_rejected("malformed");
+            return ApiError::bad_request(format!(
+                "unknown peer fetch query `{other}`: expected none, `{PEEK_QUERY}` or `{SUCCESSOR_QUERY}`"
+            ))
+            .group(group.name())
+            .key(&key)
+            .into_response();
         }
+    };
+    let fetched = match ask {
+        FetchAs::Requester(requester) => group.get(&key, requester).await,
+        FetchAs::Peek => match group.peek(&key) {
+            Some(fetched) => Ok(fetched),
+            None => {
+                return ApiError::not_found(
+                    NOT_CACHED,
+                    "this node holds no copy of the key (a peek never loads)",
+                )
+                .group(group.name())
+                .key(&key)
+                .into_response();
+            }
+        },
+    };
+    match fetched {
+        Ok(fetched) => value_response(fetched),
         Err(error) => ApiError::from_group(&error, group.name(), &key).into_response(),
     }
+}
+
+fn value_response(fetched: Fetched) -> Response {
+    let mut response = Response::new(Body::from(fetched.value.bytes));
+    let headers = response.headers_mut();
+    if let Some(content_type) = fetched.value.content_type {
+        headers.insert(header::CONTENT_TYPE, content_type);
+    }
+    if let Some(ttl) = fetched.ttl {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        headers.insert(TTL_HEADER, HeaderValue::from(ms));
+    }
+    if fetched.no_store {
+        headers.insert(NO_STORE_HEADER, HeaderValue::from_static("1"));
+    }
+    headers.insert(VERSION_HEADER, protocol::version_header(fetched.version));
+    response
+}
+
+/// A version for the response to a write.
+fn with_version(version: crate::cache::Version) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(VERSION_HEADER, protocol::version_header(version));
+    response
 }
 
 async fn store(
@@ -200,20 +282,66 @@ async fn store(
         Ok(bytes) => bytes,
         Err(error) => return error.group(group.name()).key(&key).into_response(),
     };
-    group.store_as_owner(
+    let version = group.store_as_owner(
         &key,
         Value::new(bytes, headers.get(header::CONTENT_TYPE).cloned()),
     );
-    StatusCode::NO_CONTENT.into_response()
+    with_version(version)
 }
 
-async fn remove(State(state): State<Arc<PeerState>>, path: KeyPath) -> Response {
+async fn remove(
+    State(state): State<Arc<PeerState>>,
+    path: KeyPath,
+    headers: HeaderMap,
+) -> Response {
     let (group, key) = match target(&state, path) {
         Ok(target) => target,
         Err(refusal) => return refusal.into_response(),
     };
-    group.drop_local(&key);
-    StatusCode::NO_CONTENT.into_response()
+    let superseded = match headers.get(VERSION_HEADER) {
+        None => None,
+        Some(value) => match protocol::parse_version(Some(value)) {
+            Some(version) => Some(version),
+            None => {
+                state.metrics.peer_rejected("malformed");
+                return ApiError::bad_request(format!("{VERSION_HEADER} is not a version number"))
+                    .group(group.name())
+                    .key(&key)
+                    .into_response();
+            }
+        },
+    };
+    with_version(group.drop_local(&key, superseded))
+}
+
+async fn take_handoff(
+    State(state): State<Arc<PeerState>>,
+    Path(group): Path<String>,
+    body: Body,
+) -> Response {
+    let Some(group) = state.groups.get(&group).cloned() else {
+        state.metrics.peer_rejected("unknown-group");
+        return ApiError::unknown_group(&group).into_response();
+    };
+    let bytes = match read_body(body, handoff_body_limit(&group)).await {
+        Ok(bytes) => bytes,
+        Err(error) => return error.group(group.name()).into_response(),
+    };
+    let entries = match protocol::decode_handoff(&bytes) {
+        Ok(entries) => entries,
+        Err(message) => {
+            state.metrics.peer_rejected("malformed");
+            return ApiError::bad_request(message)
+                .group(group.name())
+                .into_response();
+        }
+    };
+    let receipt = group.accept_handoff(entries);
+    axum::Json(serde_json::json!({
+        "accepted": receipt.accepted,
+        "refused": receipt.refused,
+    }))
+    .into_response()
 }
 
 async fn unknown_path(State(state): State<Arc<PeerState>>, uri: Uri) -> Response {

@@ -1,11 +1,12 @@
 //! Group policy under paused time, with the demo loader as origin and an
 //! in-memory stand-in for the other node.
 
-use std::net::SocketAddr;
+use crate::ring::RingHistory;
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::FutureExt;
+use tokio::sync::Notify;
 
 use super::*;
 use crate::config::{GroupConfig, LoaderConfig};
@@ -13,38 +14,121 @@ use crate::metrics::Metrics;
 
 const ME: &str = "10.0.0.1:8000";
 const OTHER: &str = "10.0.0.2:8000";
+const THIRD: &str = "10.0.0.3:8000";
 const DELAY: Duration = Duration::from_millis(100);
+const WINDOW: Duration = Duration::from_secs(300);
 
+fn id(addr: &str) -> MemberId {
+    addr.parse().expect("addr")
+}
+
+fn member(addr: &str) -> Member {
+    Member::new(id(addr), addr)
+}
+
+/// The other nodes, in memory: answers fetches and peeks as told, and
+/// records what was asked.
 struct FakePeers {
+    /// What every fetch answers, unless `replies` names the node.
     reply: Mutex<Result<PeerValue, PeerError>>,
-    fetches: AtomicUsize,
-    removed: Mutex<Vec<MemberId>>,
+    replies: Mutex<HashMap<MemberId, Result<PeerValue, PeerError>>>,
+    fetched: Mutex<Vec<(MemberId, Ask)>>,
+    /// What each node holds for a peek (absent: a miss).
+    held: Mutex<HashMap<MemberId, PeerValue>>,
+    peeked: Mutex<Vec<MemberId>>,
+    /// When set, a peek waits for it before answering.
+    peek_gate: Mutex<Option<Arc<Notify>>>,
+    removed: Mutex<Vec<(MemberId, Option<Version>)>>,
+    handed: Mutex<Vec<(MemberId, Vec<HandedOff>)>>,
 }
 
 impl FakePeers {
     fn answering(reply: Result<PeerValue, PeerError>) -> Arc<Self> {
         Arc::new(Self {
             reply: Mutex::new(reply),
-            fetches: AtomicUsize::new(0),
+            replies: Mutex::new(HashMap::new()),
+            fetched: Mutex::new(Vec::new()),
+            held: Mutex::new(HashMap::new()),
+            peeked: Mutex::new(Vec::new()),
+            peek_gate: Mutex::new(None),
             removed: Mutex::new(Vec::new()),
+            handed: Mutex::new(Vec::new()),
         })
     }
 
+    fn unused() -> Arc<Self> {
+        Self::answering(Err(PeerError::Failed("unused".into())))
+    }
+
+    fn reply_from(&self, node: &str, reply: Result<PeerValue, PeerError>) {
+        self.replies.lock().expect("lock").insert(id(node), reply);
+    }
+
+    fn hold(&self, node: &str, copy: PeerValue) {
+        self.held.lock().expect("lock").insert(id(node), copy);
+    }
+
     fn fetches(&self) -> usize {
-        self.fetches.load(Ordering::SeqCst)
+        self.fetched.lock().expect("lock").len()
+    }
+
+    fn fetched(&self) -> Vec<(MemberId, Ask)> {
+        self.fetched.lock().expect("lock").clone()
+    }
+
+    fn peeked(&self) -> Vec<MemberId> {
+        self.peeked.lock().expect("lock").clone()
+    }
+
+    fn removed(&self) -> Vec<MemberId> {
+        self.removed
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(m, _)| *m)
+            .collect()
+    }
+}
+
+fn unreachable() -> PeerError {
+    PeerError::Unreachable {
+        refused: true,
+        detail: "connection refused".into(),
     }
 }
 
 impl Peers for FakePeers {
     fn fetch<'a>(
         &'a self,
-        _: &'a Member,
+        node: &'a Member,
+        ask: Ask,
         _: &'a str,
         _: &'a str,
     ) -> futures::future::BoxFuture<'a, Result<PeerValue, PeerError>> {
-        self.fetches.fetch_add(1, Ordering::SeqCst);
-        let reply = self.reply.lock().expect("lock").clone();
+        self.fetched.lock().expect("lock").push((node.id, ask));
+        let reply = match self.replies.lock().expect("lock").get(&node.id) {
+            Some(reply) => reply.clone(),
+            None => self.reply.lock().expect("lock").clone(),
+        };
         async move { reply }.boxed()
+    }
+
+    fn peek<'a>(
+        &'a self,
+        node: &'a Member,
+        _: &'a str,
+        _: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Option<PeerValue>, PeerError>> {
+        self.peeked.lock().expect("lock").push(node.id);
+        let held = self.held.lock().expect("lock").get(&node.id).cloned();
+        let gate = self.peek_gate.lock().expect("lock").clone();
+        async move {
+            if let Some(gate) = gate {
+                gate.notified().await;
+            }
+            Ok(held)
+        }
+        .boxed()
     }
 
     fn store<'a>(
@@ -53,18 +137,42 @@ impl Peers for FakePeers {
         _: &'a str,
         _: &'a str,
         _: &'a Value,
-    ) -> futures::future::BoxFuture<'a, Result<(), PeerError>> {
-        async { Ok(()) }.boxed()
+    ) -> futures::future::BoxFuture<'a, Result<Version, PeerError>> {
+        async { Ok(Version(1 << 40)) }.boxed()
     }
 
     fn remove<'a>(
         &'a self,
-        member: &'a Member,
+        node: &'a Member,
         _: &'a str,
         _: &'a str,
-    ) -> futures::future::BoxFuture<'a, Result<(), PeerError>> {
-        self.removed.lock().expect("lock").push(member.id);
-        async { Ok(()) }.boxed()
+        superseded: Option<Version>,
+    ) -> futures::future::BoxFuture<'a, Result<Version, PeerError>> {
+        self.removed
+            .lock()
+            .expect("lock")
+            .push((node.id, superseded));
+        async move { Ok(superseded.unwrap_or(Version(1 << 40))) }.boxed()
+    }
+
+    fn hand_off<'a>(
+        &'a self,
+        node: &'a Member,
+        _: &'a str,
+        entries: &'a [HandedOff],
+    ) -> futures::future::BoxFuture<'a, Result<HandoffReceipt, PeerError>> {
+        self.handed
+            .lock()
+            .expect("lock")
+            .push((node.id, entries.to_vec()));
+        let accepted = entries.len() as u64;
+        async move {
+            Ok(HandoffReceipt {
+                accepted,
+                refused: 0,
+            })
+        }
+        .boxed()
     }
 }
 
@@ -73,6 +181,7 @@ fn peer_value(text: &str, remaining_ttl: Option<Duration>) -> PeerValue {
         value: Value::new(text.to_owned(), None),
         remaining_ttl,
         no_store: false,
+        version: Version(1),
     }
 }
 
@@ -89,38 +198,91 @@ fn config(capacity: u64, hot_ttl: Option<Duration>) -> GroupConfig {
     }
 }
 
+/// How a test group sees the cluster.
+struct Setup {
+    members: Vec<&'static str>,
+    window: Duration,
+    successor_failover: bool,
+}
+
+impl Setup {
+    /// Two members, churn off: plain groupcache behaviour.
+    fn plain() -> Self {
+        Self {
+            members: vec![ME, OTHER],
+            window: Duration::ZERO,
+            successor_failover: false,
+        }
+    }
+
+    /// Three members, churn on.
+    fn churn() -> Self {
+        Self {
+            members: vec![ME, OTHER, THIRD],
+            window: WINDOW,
+            successor_failover: true,
+        }
+    }
+
+    fn ring(&self) -> Ring {
+        Ring::new(self.members.iter().map(|m| member(m)))
+    }
+
+    /// A group, and the sender that moves its ring on.
+    fn build(
+        &self,
+        config: GroupConfig,
+        peers: Arc<FakePeers>,
+    ) -> (Arc<Group>, RingHistory, watch::Sender<Arc<Rings>>) {
+        // As a node starts: alone, then with the others.
+        let mut history = RingHistory::new(Rings::new(
+            id(ME),
+            Ring::new([member(ME)]),
+            self.window,
+            Duration::from_secs(6),
+            Instant::now(),
+        ));
+        history.advance(self.ring(), Instant::now());
+        let (tx, rx) = watch::channel(Arc::new(history.rings().clone()));
+        let cluster = Cluster {
+            peers,
+            ring: RingView::new(rx),
+            copy_drops: CopyDrops::Fanout,
+            clock: Arc::new(Clock::default()),
+            successor_failover: self.successor_failover,
+            remember_writes: self.window,
+        };
+        let group = Arc::new(Group::new(
+            "g",
+            config,
+            Loader::Demo { delay: DELAY },
+            cluster,
+            Metrics::new().group("g"),
+        ));
+        (group, history, tx)
+    }
+}
+
 fn group_with(config: GroupConfig, peers: Arc<FakePeers>) -> Arc<Group> {
-    let me: SocketAddr = ME.parse().expect("addr");
-    let other: SocketAddr = OTHER.parse().expect("addr");
-    let ring = Ring::new([Member::new(me, "me"), Member::new(other, "other")]);
-    let (_tx, rx) = watch::channel(Arc::new(ring));
-    let loader = Loader::Demo { delay: DELAY };
-    Arc::new(Group::new(
-        "g",
-        config,
-        loader,
-        peers,
-        RingView::new(rx, me),
-        CopyDrops::Fanout,
-        Metrics::new().group("g"),
-    ))
+    Setup::plain().build(config, peers).0
 }
 
 fn group(peers: Arc<FakePeers>) -> Arc<Group> {
     group_with(config(1 << 20, Some(Duration::from_secs(60))), peers)
 }
 
-/// Keys owned by `owner` on the two-member ring.
-fn keys_owned_by(owner: &str, count: usize) -> Vec<String> {
-    let me: SocketAddr = ME.parse().expect("addr");
-    let other: SocketAddr = OTHER.parse().expect("addr");
-    let ring = Ring::new([Member::new(me, "me"), Member::new(other, "other")]);
-    let owner: SocketAddr = owner.parse().expect("addr");
+/// Keys owned by `owner` on `ring`.
+fn keys_owned_on(ring: &Ring, owner: &str, count: usize) -> Vec<String> {
     (0..)
         .map(|i| format!("key-{i}"))
-        .filter(|k| ring.owner("g", k).map(|m| m.id) == Some(owner))
+        .filter(|k| ring.owner("g", k).map(|m| m.id) == Some(id(owner)))
         .take(count)
         .collect()
+}
+
+/// Keys owned by `owner` on the two-member ring.
+fn keys_owned_by(owner: &str, count: usize) -> Vec<String> {
+    keys_owned_on(&Setup::plain().ring(), owner, count)
 }
 
 async fn source(group: &Arc<Group>, key: &str) -> Source {
@@ -217,7 +379,7 @@ async fn owner_load_half_done() -> (
 #[tokio::test(start_paused = true)]
 async fn a_delete_wins_over_a_load_in_flight() {
     let (group, key, in_flight) = owner_load_half_done().await;
-    group.drop_local(&key);
+    group.drop_local(&key, None);
     let fetched = in_flight.await.expect("no panic").expect("load succeeds");
     assert_eq!(fetched.source, Source::Origin);
     // The value loaded before the delete was not stored after it.
@@ -271,7 +433,7 @@ async fn an_unreachable_owner_means_a_local_load_kept_only_as_hot() {
         refused: true,
         detail: "connection refused".into(),
     };
-    let peers = FakePeers::answering(Err(unreachable));
+    let peers = FakePeers::answering(Err(unreachable.clone()));
     let group = group(Arc::clone(&peers));
     let key = &keys_owned_by(OTHER, 1)[0];
     assert_eq!(source(&group, key).await, Source::Origin);
@@ -330,6 +492,284 @@ async fn a_put_for_an_owned_key_drops_the_other_nodes_copies() {
     let key = &keys_owned_by(ME, 1)[0];
     group.put(key, Value::new("new", None)).await.expect("put");
     assert_eq!(source(&group, key).await, Source::Main);
-    let removed = peers.removed.lock().expect("lock").clone();
-    assert_eq!(removed, vec![OTHER.parse::<SocketAddr>().expect("addr")]);
+    assert_eq!(peers.removed(), vec![id(OTHER)]);
+}
+
+// ---------------------------------------------------------------------------
+// Churn: previous owners, successors, versions, handoff
+
+/// A churn-on group (three members, this node just joined) and a key it
+/// owns, with the member its previous-owner lookup asks (the successor).
+fn churn_group(peers: Arc<FakePeers>) -> (Arc<Group>, String, Member) {
+    let setup = Setup::churn();
+    let ring = setup.ring();
+    let key = keys_owned_on(&ring, ME, 1).remove(0);
+    let successor = ring
+        .owner_excluding(key_hash("g", &key), |m| *m == id(ME))
+        .cloned()
+        .expect("others");
+    let (group, _, _) = setup.build(config(1 << 20, Some(Duration::from_secs(60))), peers);
+    (group, key, successor)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_owner_that_misses_takes_the_previous_owners_copy_with_its_ttl() {
+    let peers = FakePeers::unused();
+    let (group, key, successor) = churn_group(Arc::clone(&peers));
+    let copy = PeerValue {
+        version: Version(7),
+        ..peer_value("held", Some(Duration::from_secs(30)))
+    };
+    peers.hold(&successor.id.to_string(), copy);
+    let fetched = group.get(&key, Requester::Client).await.expect("get");
+    assert_eq!(
+        (fetched.source, &fetched.value.bytes[..]),
+        (Source::Peer, &b"held"[..])
+    );
+    assert_eq!(fetched.version, Version(7));
+    assert_eq!(peers.peeked(), vec![successor.id]);
+    assert_eq!(source(&group, &key).await, Source::Main);
+    let stats = group.stats();
+    assert_eq!((stats.local_loads, stats.previous_owner_hits), (0, 1));
+    // Kept with the time it had left, not the group's TTL (none).
+    tokio::time::advance(Duration::from_secs(30)).await;
+    peers.held.lock().expect("lock").clear();
+    assert_eq!(source(&group, &key).await, Source::Origin);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_miss_everywhere_is_one_peek_and_one_origin_load() {
+    let peers = FakePeers::unused();
+    let (group, key, _) = churn_group(Arc::clone(&peers));
+    let gets = (0..20).map(|_| {
+        let group = Arc::clone(&group);
+        let key = key.clone();
+        tokio::spawn(async move { group.get(&key, Requester::Client).await })
+    });
+    for result in futures::future::join_all(gets).await {
+        let fetched = result.expect("no panic").expect("load");
+        assert_eq!(fetched.source, Source::Origin);
+    }
+    assert_eq!(
+        peers.peeked().len(),
+        1,
+        "the peek runs inside the singleflight"
+    );
+    let stats = group.stats();
+    assert_eq!((stats.local_loads, stats.previous_owner_misses), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_copy_older_than_an_acknowledged_delete_is_refused() {
+    let peers = FakePeers::unused();
+    let (group, key, successor) = churn_group(Arc::clone(&peers));
+    peers.hold(&successor.id.to_string(), peer_value("stale", None));
+    group.delete(&key).await.expect("delete");
+    let fetched = group.get(&key, Requester::Client).await.expect("get");
+    assert_eq!(
+        (fetched.source, &fetched.value.bytes[..]),
+        (Source::Origin, format!("Value of {key}").as_bytes())
+    );
+    assert_eq!(group.stats().previous_owner_hits, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_put_during_a_peek_is_not_undone() {
+    let peers = FakePeers::unused();
+    let (group, key, successor) = churn_group(Arc::clone(&peers));
+    peers.hold(&successor.id.to_string(), peer_value("old", None));
+    let gate = Arc::new(Notify::new());
+    *peers.peek_gate.lock().expect("lock") = Some(Arc::clone(&gate));
+    let in_flight = {
+        let group = Arc::clone(&group);
+        let key = key.clone();
+        tokio::spawn(async move { group.get(&key, Requester::Client).await })
+    };
+    while peers.peeked().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    group.put(&key, Value::new("put", None)).await.expect("put");
+    gate.notify_one();
+    in_flight.await.expect("no panic").expect("get");
+    let fetched = group.get(&key, Requester::Client).await.expect("get");
+    assert_eq!(
+        (fetched.source, &fetched.value.bytes[..]),
+        (Source::Main, &b"put"[..])
+    );
+}
+
+fn handed(key: &str, text: &str, version: u64, ttl: Option<Duration>) -> HandedOff {
+    HandedOff {
+        key: key.to_owned(),
+        value: Value::new(text.to_owned(), None),
+        ttl,
+        version: Version(version),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handoff_never_undoes_a_delete_or_a_newer_copy() {
+    let group = group(FakePeers::unused());
+    let keys = keys_owned_by(ME, 3);
+    // Deleted before the handoff arrives.
+    group.delete(&keys[0]).await.expect("delete");
+    // Stored here by a PUT (a newer version than the handed-off copy).
+    group.store_as_owner(&keys[1], Value::new("put", None));
+    let receipt = group.accept_handoff(vec![
+        handed(&keys[0], "old", 1, None),
+        handed(&keys[1], "old", 1, None),
+        handed(&keys[2], "handed", 1, Some(Duration::from_secs(10))),
+    ]);
+    assert_eq!((receipt.accepted, receipt.refused), (1, 2));
+    assert_eq!(source(&group, &keys[0]).await, Source::Origin);
+    let put = group.get(&keys[1], Requester::Client).await.expect("get");
+    assert_eq!(&put.value.bytes[..], b"put");
+    let taken = group.get(&keys[2], Requester::Client).await.expect("get");
+    assert_eq!(
+        (taken.source, &taken.value.bytes[..]),
+        (Source::Main, &b"handed"[..])
+    );
+    // It kept the time it had left (less the origin load above), not none.
+    let ttl = taken.ttl.expect("handed off with a TTL");
+    assert!(
+        ttl <= Duration::from_secs(10) && ttl >= Duration::from_secs(9),
+        "{ttl:?}"
+    );
+    // A newer handed-off copy replaces an older one.
+    let newer = group.accept_handoff(vec![handed(&keys[2], "newer", u64::MAX >> 1, None)]);
+    assert_eq!(newer.accepted, 1);
+    let stats = group.stats();
+    assert_eq!(
+        (stats.handoff_entries_received, stats.handoff_refused),
+        (2, 2)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_owner_is_replaced_by_its_successor() {
+    let setup = Setup::churn();
+    let ring = setup.ring();
+    // A key of OTHER's whose successor is THIRD.
+    let key = keys_owned_on(&ring, OTHER, 50)
+        .into_iter()
+        .find(|k| {
+            ring.owner_excluding(key_hash("g", k), |m| *m == id(OTHER))
+                .map(|m| m.id)
+                == Some(id(THIRD))
+        })
+        .expect("some key");
+    let peers = FakePeers::unused();
+    peers.reply_from(OTHER, Err(unreachable()));
+    peers.reply_from(THIRD, Ok(peer_value("from the successor", None)));
+    let (group, _, _) = setup.build(config(1 << 20, None), Arc::clone(&peers));
+    let fetched = group.get(&key, Requester::Client).await.expect("get");
+    assert_eq!(
+        (fetched.source, &fetched.value.bytes[..]),
+        (Source::Peer, &b"from the successor"[..])
+    );
+    assert_eq!(
+        peers.fetched(),
+        vec![(id(OTHER), Ask::Owner), (id(THIRD), Ask::Successor)]
+    );
+    assert_eq!(group.stats().local_loads, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_successor_of_an_unreachable_owner_loads_once_and_keeps_it() {
+    let setup = Setup::churn();
+    let ring = setup.ring();
+    let key = keys_owned_on(&ring, OTHER, 50)
+        .into_iter()
+        .find(|k| {
+            ring.owner_excluding(key_hash("g", k), |m| *m == id(OTHER))
+                .map(|m| m.id)
+                == Some(id(ME))
+        })
+        .expect("some key");
+    let peers = FakePeers::unused();
+    peers.reply_from(OTHER, Err(unreachable()));
+    let (group, _, _) = setup.build(config(1 << 20, None), Arc::clone(&peers));
+    // Its own clients and the other survivor's successor requests alike.
+    let gets = (0..10).map(|i| {
+        let group = Arc::clone(&group);
+        let key = key.clone();
+        let from = if i % 2 == 0 {
+            Requester::Client
+        } else {
+            Requester::Successor
+        };
+        tokio::spawn(async move { group.get(&key, from).await })
+    });
+    for result in futures::future::join_all(gets).await {
+        result.expect("no panic").expect("load");
+    }
+    assert_eq!(
+        source(&group, &key).await,
+        Source::Main,
+        "kept as owner-in-waiting"
+    );
+    let stats = group.stats();
+    assert_eq!((stats.local_loads, stats.successor_loads), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_no_successor_reachable_the_load_is_local_and_hot_only() {
+    let setup = Setup::churn();
+    let ring = setup.ring();
+    let key = keys_owned_on(&ring, OTHER, 50)
+        .into_iter()
+        .find(|k| {
+            ring.owner_excluding(key_hash("g", k), |m| *m == id(OTHER))
+                .map(|m| m.id)
+                == Some(id(THIRD))
+        })
+        .expect("some key");
+    let peers = FakePeers::answering(Err(unreachable()));
+    let (group, _, _) = setup.build(
+        config(1 << 20, Some(Duration::from_secs(60))),
+        Arc::clone(&peers),
+    );
+    assert_eq!(source(&group, &key).await, Source::Origin);
+    // OTHER, then THIRD; the next member clockwise is this node, which loads.
+    let asked: Vec<MemberId> = peers.fetched().iter().map(|(m, _)| *m).collect();
+    assert_eq!(asked, vec![id(OTHER), id(THIRD)]);
+    assert_eq!(
+        group.stats().successor_loads,
+        1,
+        "this node was next in line"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leaving_node_hands_its_entries_to_their_next_owners() {
+    let peers = FakePeers::unused();
+    let setup = Setup::churn();
+    let (group, _, _) = setup.build(config(1 << 20, None), Arc::clone(&peers));
+    let ring = setup.ring();
+    let keys = keys_owned_on(&ring, ME, 20);
+    for key in &keys {
+        group.store_as_owner(key, Value::new(format!("v-{key}"), None));
+    }
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let next = ring.without(&id(ME));
+    let mut budget = u64::MAX;
+    let report = group
+        .hand_off(&next, &mut budget, Instant::now() + Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        (report.entries, report.undelivered, report.left_out),
+        (20, 0, 0)
+    );
+    let handed = peers.handed.lock().expect("lock").clone();
+    let mut seen = 0;
+    for (to, entries) in &handed {
+        for entry in entries {
+            assert_eq!(next.owner("g", &entry.key).map(|m| m.id), Some(*to));
+            assert_eq!(entry.value.bytes, format!("v-{}", entry.key));
+            assert!(entry.version > Version::ZERO);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 20);
+    assert_eq!(group.stats().handoff_entries_sent, 20);
 }
