@@ -329,6 +329,11 @@ impl Group {
             .flights
             .run((digest, FlightKind::Load), move || async move {
                 let epoch = this.epochs.current(digest);
+                // A load that finished since the caller missed (one another
+                // node's successor request started, say) already stored it.
+                if let Some(found) = this.held(&key, digest) {
+                    return found;
+                }
                 // Stamped before the load: a DELETE acknowledged while it
                 // runs is newer than the value it brings.
                 let version = this.cluster.clock.now();
@@ -632,13 +637,17 @@ impl Group {
     /// The copy this node holds, main or hot, for another node's peek:
     /// never loaded, never counted as a read.
     pub fn peek(&self, key: &str) -> Option<Fetched> {
+        self.held(key, key_digest(key)).and_then(Result::ok)
+    }
+
+    /// What this node's caches hold for a key, without counting a read.
+    fn held(&self, key: &str, digest: u128) -> Option<FlightResult> {
         let now = Instant::now();
-        let digest = key_digest(key);
         let (entry, source) = match self.main.peek(digest, key, now) {
             Some(entry) => (entry, Source::Main),
             None => (self.hot.peek(digest, key, now)?, Source::Hot),
         };
-        from_entry(&entry, source, now).ok()
+        Some(from_entry(&entry, source, now))
     }
 
     /// Stores a value at its owner, then drops every other node's copies.
