@@ -12,7 +12,8 @@
 # What it checks, in order:
 #   1. helm lint --strict, every mode, defaults and every toggle on
 #   2. helm template for every mode x toggle combination, and what each
-#      render must contain (objects per mode, probes, security context, ...);
+#      render must contain (objects per mode, probes, security context,
+#      preStop wait, grace period, rolling-update settings, ...);
 #      the Grafana dashboard's queries parse with Prometheus' PromQL grammar
 #   3. kubernetes-validate --strict on every rendered object against 1.33 and
 #      the newest schemas it ships; ServiceMonitor/PodMonitor (CRDs, not in
@@ -25,7 +26,8 @@
 #      docs create with kubectl is valid and is what they mount
 #   6. hadolint on the Dockerfile
 #   7. a static release binary (crt-static); shoal check-config on the config
-#      rendered into the ConfigMap for each mode; the demo config served for
+#      rendered into the ConfigMap for each mode (and with a churn section);
+#      the demo config served for
 #      real (400 ms first, then from memory, JSON logs, exit 0 on SIGTERM);
 #      the dashboard's metrics are ones the node exports or the README lists
 #   8. buildah (--isolation chroot): the Dockerfile's runtime stage built
@@ -193,6 +195,11 @@ render crd-present-sidecar --set mode=sidecar --set serviceMonitor.enabled=true 
   --api-versions monitoring.coreos.com/v1/PodMonitor
 render pdb-min --set mode=deployment --set podDisruptionBudget.enabled=true --set podDisruptionBudget.minAvailable=2
 render pdb-ds-min --set podDisruptionBudget.enabled=true --set podDisruptionBudget.minAvailable=3
+render prestop-off --set preStopSleepSeconds=0
+render prestop-long --set mode=deployment --set preStopSleepSeconds=20 --set terminationGracePeriodSeconds=29
+render churn --set mode=deployment --set churn.previous_rings_window=10m --set churn.peek_timeout=50ms \
+  --set churn.handoff=true --set churn.handoff_max_bytes=64MiB --set churn.successor_failover=false \
+  --set churn.previous_owner_lookup=true
 render groups --set mode=deployment --set replicaCount=5 -f deploy/sidecar-example-values.yaml \
   --set mode=deployment --set sidecar.example.enabled=false --set membership.profile=fast \
   --set membership.overrides.probe_interval=2s
@@ -260,6 +267,10 @@ for line in open(f"{d}/index.tsv"):
     check(("kubernetes" in config["discovery"]) == on("kubernetesDiscovery.enabled"), name, "discovery.kubernetes block")
     check((config["node"].get("service_bind") == "127.0.0.1") == (mode == "sidecar"), name, "service_bind")
     check(("security" in config) == (o.get("keyring.enabled") != "false"), name, "security block")
+    # churn: the values' map verbatim, and no section at all by default.
+    want_churn = {k[len("churn."):]: v for k, v in o.items() if k.startswith("churn.")}
+    got_churn = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.get("churn", {}).items()}
+    check(("churn" in config) == bool(want_churn) and got_churn == want_churn, name, f"churn section {config.get('churn')}")
     if "Secret" in kinds:
         import base64
         keys = base64.b64decode(by_kind["Secret"][0]["data"]["keyring"]).decode().split()
@@ -268,9 +279,14 @@ for line in open(f"{d}/index.tsv"):
         dash = cms["shoal-dashboard"]
         check(dash["metadata"]["labels"].get("grafana_dashboard") == "1", name, "dashboard label")
         import json
-        exprs = " ".join(t["expr"] for p in json.loads(dash["data"]["shoal.json"])["panels"] for t in p["targets"])
+        panels = json.loads(dash["data"]["shoal.json"])["panels"]
+        # Row panels group the others and carry no queries.
+        exprs = " ".join(t["expr"] for p in panels for t in p.get("targets", []))
+        check("Churn" in [p["title"] for p in panels if p["type"] == "row"], name, "dashboard lacks the Churn row")
         for metric in ("shoal_cache_hits_total", "shoal_gets_total", "shoal_loads_total", "shoal_loads_deduped_total",
-                       "shoal_peer_errors_total", "shoal_request_duration_seconds_bucket", "shoal_members"):
+                       "shoal_peer_errors_total", "shoal_request_duration_seconds_bucket", "shoal_members",
+                       "shoal_handoff_entries_total", "shoal_handoff_bytes_total", "shoal_handoff_refused_total",
+                       "shoal_previous_owner_lookups_total", "shoal_successor_loads_total"):
             check(metric in exprs, name, f"dashboard lacks {metric}")
     # The pod that runs shoal.
     workloads = by_kind.get("DaemonSet", []) + by_kind.get("Deployment", [])
@@ -299,8 +315,14 @@ for line in open(f"{d}/index.tsv"):
               and sc.get("allowPrivilegeEscalation") is False and sc.get("capabilities", {}).get("drop") == ["ALL"]
               and sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", name, "container securityContext")
         check("requests" in c.get("resources", {}) and "limits" in c.get("resources", {}), name, "default resources")
-        drain = dur_s(config["node"]["drain"]) + dur_s(config["peer"]["timeout"])
-        check(spec["terminationGracePeriodSeconds"] > drain, name, "terminationGracePeriodSeconds <= drain + peer timeout")
+        # The native sleep action (the image has no shell), and none for 0.
+        pre_stop = int(o.get("preStopSleepSeconds", 5))
+        want_lifecycle = {"preStop": {"sleep": {"seconds": pre_stop}}} if pre_stop else None
+        check(c.get("lifecycle") == want_lifecycle, name, f"lifecycle {c.get('lifecycle')}")
+        drain = pre_stop + dur_s(config["node"]["drain"]) + dur_s(config["peer"]["timeout"])
+        check(spec["terminationGracePeriodSeconds"] > drain, name, "terminationGracePeriodSeconds <= preStop + drain + peer timeout")
+        if o.get("terminationGracePeriodSeconds"):
+            check(spec["terminationGracePeriodSeconds"] == int(o["terminationGracePeriodSeconds"]), name, "terminationGracePeriodSeconds")
         ann = pod["metadata"]["annotations"]
         check(re.fullmatch(r"[0-9a-f]{64}", ann.get("checksum/config", "")), name, "checksum/config annotation")
         check(ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(admin) and ann.get("prometheus.io/path") == "/metrics", name, "prometheus.io annotations")
@@ -311,6 +333,10 @@ for line in open(f"{d}/index.tsv"):
             check(ru == want_ru, name, f"DaemonSet rollingUpdate {ru}")
             http = [p for p in c["ports"] if p["name"] == "shoal-http"][0]
             check(("hostPort" in http) == on("daemonset.hostPort.enabled"), name, "hostPort opt-in")
+        else:
+            # shoal's own pool and the sidecar example alike: surge, never lose capacity.
+            st = w["spec"].get("strategy", {})
+            check(st == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}, name, f"Deployment strategy {st}")
     if "Role" in kinds:
         rules = by_kind["Role"][0]["rules"]
         check(rules == [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}], name, f"Role rules {rules}")
@@ -352,7 +378,7 @@ if (!hasError("sum by (group (rate(x[5m]))")) throw new Error("the parser accept
 const dashboard = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
 let queries = 0, failed = 0;
 for (const panel of dashboard.panels) {
-  for (const target of panel.targets) {
+  for (const target of panel.targets ?? []) { // row panels have none
     const expr = target.expr.replaceAll("$__rate_interval", "5m").replaceAll("$namespace", "default");
     queries++;
     if (hasError(expr)) { failed++; console.log(`FAIL: panel "${panel.title}": ${target.expr}`); }
@@ -472,7 +498,15 @@ must_refuse "an unknown group field" "additional properties 'capacty' not allowe
   --set groups.g.capacty=1MiB --set groups.g.loader.demo.delay=1s
 must_refuse "an unknown mode" "mode" --set mode=statefulset
 must_refuse "a group without a loader" "loader" --set groups.g.capacity=1MiB
-must_refuse "a grace period below drain + peer timeout" "must exceed node.drain" --set terminationGracePeriodSeconds=8
+must_refuse "a grace period below preStop + drain + peer timeout" "must exceed preStopSleepSeconds (5) + node.drain (5s) + peer.timeout (3s)" \
+  --set terminationGracePeriodSeconds=8
+must_refuse "a grace period that only the preStop wait exhausts" "must exceed preStopSleepSeconds (20)" \
+  --set preStopSleepSeconds=20 --set terminationGracePeriodSeconds=28
+must_refuse "a negative preStopSleepSeconds" "preStopSleepSeconds" --set preStopSleepSeconds=-1
+must_refuse "an unknown churn key" "additional properties 'handof' not allowed" --set churn.handof=false
+must_refuse "a churn duration without a unit" "previous_rings_window" --set-string churn.previous_rings_window=5
+must_refuse "a churn size in the wrong unit" "handoff_max_bytes" --set churn.handoff_max_bytes=256MB
+must_refuse "a churn switch that is not a boolean" "handoff" --set-string churn.handoff=yes
 must_refuse "a default group that does not exist" "is not one of groups" -f deploy/sidecar-example-values.yaml --set defaultGroup=nope
 must_refuse "sidecar RBAC without the app's ServiceAccount" "sidecar.serviceAccountName" \
   --set mode=sidecar --set kubernetesDiscovery.enabled=true
@@ -588,6 +622,8 @@ elif grep -q 'kubernetes' <<<"$out" && grep -qi 'unknown field' <<<"$out"; then
 else
   fail "check-config refused the kubernetesDiscovery config: $out"
 fi
+check_config churn "$WORK/renders/churn.yaml"
+ok "check-config: deployment with every churn key set"
 
 # ---------------------------------------------------------------------------
 step "the rendered demo config, served for real"
@@ -618,7 +654,7 @@ curl -fsS "http://$SMOKE_IP:29090/metrics" >"$WORK/metrics.txt"
 "$PY" - "$CHART/dashboards/shoal.json" "$WORK/metrics.txt" README.md <<'EOF'
 import json, re, sys
 dashboard, metrics, readme = sys.argv[1:]
-used = {m for p in json.load(open(dashboard))["panels"] for t in p["targets"] for m in re.findall(r"\bshoal_\w+", t["expr"])}
+used = {m for p in json.load(open(dashboard))["panels"] for t in p.get("targets", []) for m in re.findall(r"\bshoal_\w+", t["expr"])}
 exported = {line.split("{")[0].split(" ")[0] for line in open(metrics) if line.startswith("shoal_")}
 listed = set(re.findall(r"`(\w+)(?:\{\w+\})?`", open(readme).read()))
 # In DESIGN.md's metric list, not yet in the README: the EndpointSlice

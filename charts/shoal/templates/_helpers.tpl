@@ -107,10 +107,11 @@ Checks the values that the schema cannot: cross-field rules. Included by the
 ConfigMap, which every mode renders.
 */}}
 {{- define "shoal.validate" -}}
+{{- $preStop := int .Values.preStopSleepSeconds }}
 {{- $drain := include "shoal.seconds" .Values.node.drain | atoi }}
 {{- $peer := include "shoal.seconds" .Values.peer.timeout | atoi }}
-{{- if le (int .Values.terminationGracePeriodSeconds) (add $drain $peer) }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed node.drain (%s) + peer.timeout (%s): the node drains for node.drain after SIGTERM and requests in flight may wait peer.timeout" (int .Values.terminationGracePeriodSeconds) .Values.node.drain .Values.peer.timeout) }}
+{{- if le (int .Values.terminationGracePeriodSeconds) (add $preStop $drain $peer) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds (%d) + node.drain (%s) + peer.timeout (%s): the grace period starts with the preStop wait, the node then drains for node.drain after SIGTERM, and requests in flight may wait peer.timeout" (int .Values.terminationGracePeriodSeconds) $preStop .Values.node.drain .Values.peer.timeout) }}
 {{- end }}
 {{- $ports := list (int .Values.ports.service) (int .Values.ports.peer) (int .Values.ports.gossip) (int .Values.ports.admin) }}
 {{- if ne (len (uniq $ports)) 4 }}
@@ -166,6 +167,10 @@ membership:
   {{- with .Values.membership.overrides }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+{{- with .Values.churn }}
+churn:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- if .Values.keyring.enabled }}
 security:
   keyring_file: /etc/shoal/keyring/keyring
@@ -270,6 +275,17 @@ and (through "shoal.sidecar") app pods.
     - name: shoal-admin
       containerPort: {{ .Values.ports.admin }}
       protocol: TCP
+  {{- with (int .Values.preStopSleepSeconds) }}
+  # Pod deletion: wait here, still ready and still in the gossip cluster,
+  # while endpoint removal reaches kube-proxy and the endpoint controllers;
+  # then SIGTERM: /readyz 503, leave the cluster, hand the main cache to
+  # the next owners, serve for node.drain, exit 0. (A sleep action: the
+  # image has no shell.)
+  lifecycle:
+    preStop:
+      sleep:
+        seconds: {{ . }}
+  {{- end }}
   startupProbe:
     httpGet:
       path: /healthz

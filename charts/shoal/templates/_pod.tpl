@@ -3,8 +3,12 @@
 serviceAccountName: {{ include "shoal.serviceAccountName" . }}
 # The token is needed only by the EndpointSlice cross-check.
 automountServiceAccountToken: {{ .Values.kubernetesDiscovery.enabled }}
-# Above node.drain + peer.timeout: SIGTERM turns /readyz 503, leaves the
-# gossip cluster, then serves for node.drain before exiting 0.
+# Above preStopSleepSeconds + node.drain + peer.timeout (checked at render
+# time), counted from the start of the preStop wait: the container first
+# waits preStopSleepSeconds while endpoint removal propagates, then SIGTERM
+# turns /readyz 503, leaves the gossip cluster, hands the main cache to the
+# next owners and serves for node.drain (requests in flight may wait up to
+# peer.timeout) before exiting 0.
 terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
 enableServiceLinks: false
 securityContext:
