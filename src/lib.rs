@@ -21,10 +21,14 @@
 //! - [`discovery`]: gossip seeds, re-resolved through DNS; whom to announce to;
 //!   the Kubernetes EndpointSlice cross-check (the only place kube is used).
 //! - [`cache`]: groups: main and hot caches (moka, weighed in bytes),
-//!   singleflight, TTLs, invalidation epochs, hot admission, stats. Reads the
-//!   ring from a snapshot; reaches peers through a trait.
+//!   singleflight, TTLs, invalidation epochs, hot admission, stats; and what
+//!   keeps them warm through churn: previous-owner peeks, successor
+//!   failover, handoff planning, write versions (a hybrid logical clock) and
+//!   the record of superseded writes. Reads the rings from a snapshot;
+//!   reaches peers through a trait.
 //! - [`loader`]: origins: the demo loader and HTTP origins.
-//! - [`ring`]: consistent-hash ring over member ids. Pure.
+//! - [`ring`]: consistent-hash ring over member ids, and the history of
+//!   rings that says whom to ask for a key that moved. Pure.
 //! - [`config`]: file + environment + flags → a validated config. Pure but
 //!   for reading the file.
 //! - [`metrics`]: the Prometheus registry and pre-labelled handles.

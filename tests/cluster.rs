@@ -284,9 +284,14 @@ async fn origin_404_is_404_and_not_cached_by_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn owner_killed_requests_still_answer() {
+async fn owner_killed_requests_still_answer_with_churn_off() {
+    // Plain groupcache behaviour: every node that cannot reach the owner
+    // loads the key itself.
     let origin = Origin::start().await;
-    let mut cluster = cluster(&origin).await;
+    let config = Config::standard(&origin).extra(
+        "churn: { previous_owner_lookup: false, handoff: false, successor_failover: false }",
+    );
+    let mut cluster = Cluster::start(&ADDRS, 3, &config).await;
     let key = "orphan";
     let owner = cluster.owner("data", key).await;
     let survivors = cluster.others(owner);
@@ -329,6 +334,32 @@ async fn owner_killed_requests_still_answer() {
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.source(), Some("peer"), "a live owner is still asked");
     assert_eq!(origin.count(&alive_key), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_owners_successor_loads_its_keys_once_for_every_node() {
+    let origin = Origin::start().await;
+    let mut cluster = cluster(&origin).await;
+    let key = "orphan-once";
+    let owner = cluster.owner("data", key).await;
+    cluster.nodes[owner].kill();
+    let survivors = cluster.others(owner);
+    for &at in &survivors {
+        let answer = cluster.nodes[at].get_key("data", key).await;
+        assert_eq!(answer.status, 200, "via node {at}: {}", answer.text());
+        assert_eq!(answer.text(), format!("origin:{key}"));
+    }
+    assert_eq!(origin.count(key), 1, "the successor loaded it for both");
+    let loads: u64 = {
+        let mut loads = 0;
+        for &at in &survivors {
+            loads += cluster.nodes[at].stats("data").await["successor_loads"]
+                .as_u64()
+                .expect("successor_loads");
+        }
+        loads
+    };
+    assert_eq!(loads, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

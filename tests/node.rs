@@ -354,7 +354,13 @@ async fn demo_config_without_a_file() {
 async fn sigterm_drains_in_flight_requests_and_exits_0() {
     let origin = Origin::start().await;
     let mut node = Node::start_lone(ADDRS.next(), &Config::standard(&origin).drain("3s")).await;
-    assert_eq!(node.get("/data/warm").await.status, 200);
+    let before = node.get("/data/warm").await;
+    assert_eq!(before.status, 200);
+    assert_eq!(
+        before.header("connection"),
+        None,
+        "keep-alive while serving"
+    );
 
     let in_flight = node.spawn_get("/data/slow-inflight");
     origin.wait_count("data", "slow-inflight", 1).await;
@@ -386,6 +392,11 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
         "requests arriving during the drain are served"
     );
     assert_eq!(during.source(), Some("main"));
+    assert_eq!(
+        during.header("connection"),
+        Some("close"),
+        "answers during the drain move keep-alive clients off this node"
+    );
 
     let status = node.wait_exit(WAIT).await;
     assert_eq!(
