@@ -12,11 +12,9 @@
 //! the [`Version`] of the write it came from, and a copy older than a write
 //! this node knows of is refused.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::join_all;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -26,7 +24,6 @@ use tracing::{debug, warn};
 use super::admission::HotAdmission;
 use super::epochs::{Epoch, Epochs};
 use super::error::GroupError;
-use super::handoff::{self, HandedOff, HandoffReceipt};
 use super::peers::{Ask, PeerError, PeerValue, Peers};
 use super::singleflight::{Role, SingleFlight};
 use super::store::{Store, StoreStats};
@@ -42,10 +39,6 @@ use crate::ring::{Member, MemberId, Ring, Rings, key_hash};
 
 /// Reads of a key at this node before a copy fetched from its owner is kept.
 const HOT_ADMISSION_READS: u8 = 2;
-/// Successors asked, one after another, when an owner cannot be reached.
-const MAX_SUCCESSORS: usize = 2;
-/// Handoff requests in flight at once.
-const HANDOFF_CONCURRENCY: usize = 4;
 
 /// Who is asking: a client of this node, or another node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,30 +147,6 @@ pub struct Cluster {
     pub successor_failover: bool,
     /// How long superseded writes are remembered (the previous-rings window).
     pub remember_writes: Duration,
-}
-
-/// What one group's handoff did.
-#[derive(Debug, Default, Clone)]
-pub struct HandoffReport {
-    pub entries: u64,
-    pub bytes: u64,
-    pub refused: u64,
-    /// Entries planned but not delivered (a request failed or time ran out).
-    pub undelivered: u64,
-    /// Entries not planned: over the budget, or nobody to take them.
-    pub left_out: u64,
-    pub nodes: BTreeSet<MemberId>,
-}
-
-impl HandoffReport {
-    pub fn add(&mut self, other: HandoffReport) {
-        self.entries += other.entries;
-        self.bytes += other.bytes;
-        self.refused += other.refused;
-        self.undelivered += other.undelivered;
-        self.left_out += other.left_out;
-        self.nodes.extend(other.nodes);
-    }
 }
 
 pub struct Group {
@@ -364,75 +333,6 @@ impl Group {
         loaded
     }
 
-    /// Asks the key's previous owners (see [`Rings::previous_owners`]) for
-    /// the copy they hold, all at once; the newest copy found is kept as
-    /// owner and served. `None`: nobody had it, or none was asked.
-    async fn peek_previous_owners(
-        &self,
-        key: &str,
-        digest: u128,
-        hash: u64,
-        epoch: Epoch,
-    ) -> Option<Fetched> {
-        let owners = self
-            .cluster
-            .ring
-            .snapshot()
-            .previous_owners(hash, Instant::now());
-        if owners.is_empty() {
-            return None;
-        }
-        let peeks = owners
-            .iter()
-            .map(|owner| self.peers().peek(owner, &self.name, key));
-        let mut newest: Option<PeerValue> = None;
-        let mut failed = false;
-        for (owner, answer) in owners.iter().zip(join_all(peeks).await) {
-            match answer {
-                Ok(Some(copy)) => {
-                    self.cluster.clock.observe(copy.version);
-                    if newest.as_ref().is_none_or(|n| copy.version > n.version) {
-                        newest = Some(copy);
-                    }
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    failed = true;
-                    debug!(group = %self.name, owner = %owner, ?error, "peek failed");
-                }
-            }
-        }
-        let churn = &self.metrics.churn;
-        let Some(copy) = newest.filter(|copy| !self.superseded.refuses(digest, copy.version))
-        else {
-            if failed {
-                churn.previous_owner_errors.inc();
-            } else {
-                churn.previous_owner_misses.inc();
-            }
-            return None;
-        };
-        churn.previous_owner_hits.inc();
-        if !copy.no_store && worth_storing(copy.remaining_ttl) && self.fits(&copy.value) {
-            self.keep(
-                &self.main,
-                key,
-                digest,
-                epoch,
-                EntryKind::Found(copy.value.clone()),
-                copy.remaining_ttl,
-                copy.version,
-            );
-        }
-        Some(Fetched {
-            value: copy.value,
-            source: Source::Peer,
-            ttl: copy.remaining_ttl,
-            no_store: copy.no_store,
-            version: copy.version,
-        })
-    }
-
     async fn load_as_owner(
         &self,
         key: &str,
@@ -540,52 +440,6 @@ impl Group {
             no_store: copy.no_store,
             version: copy.version,
         }
-    }
-
-    /// The owner cannot be connected to: the next distinct member clockwise
-    /// (the node that owns the key once the owner is declared down) loads it
-    /// as owner-in-waiting and keeps it. Every node that misses the owner
-    /// asks the same successor, so the key is loaded once. Only when no
-    /// successor can be reached does this node load locally.
-    async fn fail_over(
-        self: &Arc<Self>,
-        owner: &Member,
-        key: &str,
-        digest: u128,
-        hash: u64,
-        epoch: Epoch,
-        admit: bool,
-    ) -> FlightResult {
-        let ring = self.cluster.ring.current();
-        let mut unreachable = vec![owner.id];
-        for _ in 0..MAX_SUCCESSORS {
-            let Some(successor) = ring
-                .owner_excluding(hash, |id| unreachable.contains(id))
-                .cloned()
-            else {
-                break;
-            };
-            if successor.id == self.self_id() {
-                return self.load_here(key, digest, hash, true).await;
-            }
-            let timer = self.metrics.peer_duration.start_timer();
-            let fetched = self
-                .peers()
-                .fetch(&successor, Ask::Successor, &self.name, key)
-                .await;
-            timer.observe_duration();
-            match fetched {
-                Ok(copy) => return Ok(self.keep_fetched(copy, key, digest, epoch, admit)),
-                Err(PeerError::Unreachable { detail, .. }) => {
-                    self.metrics.peer_errors.inc();
-                    debug!(group = %self.name, successor = %successor, error = %detail, "successor unreachable too");
-                    unreachable.push(successor.id);
-                }
-                Err(error) => return Err(self.owner_error(&successor, error)),
-            }
-        }
-        warn!(group = %self.name, owner = %owner, "owner and its successors unreachable; loading locally");
-        self.load_as_fallback(key, digest, epoch).await
     }
 
     /// The owner cannot be reached: load here, and keep the value only as a
@@ -814,122 +668,6 @@ impl Group {
         }
     }
 
-    /// Takes over entries a leaving node handed off: each is kept as owner
-    /// with the time it had left, unless this node knows a write of the key
-    /// as new or newer (a PUT or DELETE acknowledged meanwhile, or a newer
-    /// copy already here).
-    pub fn accept_handoff(&self, entries: Vec<HandedOff>) -> HandoffReceipt {
-        let mut receipt = HandoffReceipt::default();
-        let churn = &self.metrics.churn;
-        for entry in entries {
-            self.cluster.clock.observe(entry.version);
-            let digest = key_digest(&entry.key);
-            let bytes = entry.bytes();
-            let cacheable = worth_storing(entry.ttl) && self.fits(&entry.value);
-            let kept = cacheable
-                && self.epochs.locked(digest, || {
-                    let now = Instant::now();
-                    if self.superseded.refuses(digest, entry.version) {
-                        return false;
-                    }
-                    let newer_here = [&self.main, &self.hot].iter().any(|cache| {
-                        cache
-                            .peek(digest, &entry.key, now)
-                            .is_some_and(|held| held.version >= entry.version)
-                    });
-                    if newer_here {
-                        return false;
-                    }
-                    let kept = Entry::new(
-                        &entry.key,
-                        EntryKind::Found(entry.value),
-                        entry.ttl,
-                        now,
-                        entry.version,
-                    );
-                    self.main.insert(digest, kept);
-                    true
-                });
-            if kept {
-                receipt.accepted += 1;
-                churn.handoff_received_entries.inc();
-                churn.handoff_received_bytes.inc_by(bytes);
-            } else {
-                receipt.refused += 1;
-                churn.handoff_refused.inc();
-            }
-        }
-        receipt
-    }
-
-    /// Hands this node's main-cache entries, most recently used first, to
-    /// their owners on `next_owners` (the ring without this node), at most
-    /// `budget` bytes (what is used is taken off it), until `deadline`.
-    pub async fn hand_off(
-        &self,
-        next_owners: &Ring,
-        budget: &mut u64,
-        deadline: Instant,
-    ) -> HandoffReport {
-        let now = Instant::now();
-        let self_id = self.self_id();
-        let entries = self
-            .main
-            .entries_by_recency(now)
-            .into_iter()
-            .filter_map(|entry| match &entry.kind {
-                EntryKind::Found(value) => Some(HandedOff {
-                    key: entry.key.to_string(),
-                    value: value.clone(),
-                    ttl: entry.remaining(now),
-                    version: entry.version,
-                }),
-                EntryKind::NotFound => None,
-            })
-            .filter(|entry| worth_storing(entry.ttl));
-        let next_owner = |key: &str| {
-            next_owners
-                .owner(&self.name, key)
-                .filter(|m| m.id != self_id)
-                .cloned()
-        };
-        let plan = handoff::plan(entries, next_owner, *budget);
-        *budget -= plan.bytes;
-        let mut report = HandoffReport {
-            left_out: plan.left_out as u64,
-            ..HandoffReport::default()
-        };
-        let sends = plan.batches.into_iter().map(|batch| async move {
-            let sent = tokio::time::timeout_at(
-                deadline,
-                self.peers().hand_off(&batch.to, &self.name, &batch.entries),
-            )
-            .await;
-            (batch, sent)
-        });
-        let mut sends = futures::stream::iter(sends).buffer_unordered(HANDOFF_CONCURRENCY);
-        let churn = &self.metrics.churn;
-        while let Some((batch, sent)) = sends.next().await {
-            let count = batch.entries.len() as u64;
-            match sent {
-                Ok(Ok(receipt)) => {
-                    report.entries += count;
-                    report.bytes += batch.bytes;
-                    report.refused += receipt.refused;
-                    report.nodes.insert(batch.to.id);
-                    churn.handoff_sent_entries.inc_by(count);
-                    churn.handoff_sent_bytes.inc_by(batch.bytes);
-                }
-                Ok(Err(error)) => {
-                    report.undelivered += count;
-                    warn!(group = %self.name, to = %batch.to, ?error, entries = count, "handoff batch failed");
-                }
-                Err(_) => report.undelivered += count,
-            }
-        }
-        report
-    }
-
     fn owner_error(&self, owner: &Member, error: PeerError) -> GroupError {
         self.metrics.peer_errors.inc();
         let owner_name = owner.name.clone();
@@ -1005,5 +743,8 @@ fn origin_error(error: LoadError) -> GroupError {
     }
 }
 
+mod churn;
 #[cfg(test)]
 mod tests;
+
+pub use churn::HandoffReport;

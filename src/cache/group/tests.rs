@@ -1,6 +1,7 @@
 //! Group policy under paused time, with the demo loader as origin and an
 //! in-memory stand-in for the other node.
 
+use crate::cache::{HandedOff, HandoffReceipt};
 use crate::ring::RingHistory;
 use std::collections::HashMap;
 use std::sync::Mutex;
