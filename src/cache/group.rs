@@ -306,7 +306,10 @@ impl Group {
                 // Stamped before the load: a DELETE acknowledged while it
                 // runs is newer than the value it brings.
                 let version = this.cluster.clock.now();
-                if let Some(found) = this.peek_previous_owners(&key, digest, hash, epoch).await {
+                if let Some(found) = this
+                    .peek_previous_owners(&key, digest, hash, epoch, as_successor)
+                    .await
+                {
                     return Ok(found);
                 }
                 if as_successor {

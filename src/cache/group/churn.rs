@@ -47,21 +47,25 @@ impl HandoffReport {
 }
 
 impl Group {
-    /// Asks the key's previous owners (see [`Rings::previous_owners`]) for
+    /// Asks the key's previous owners (see [`crate::ring::Rings::previous_owners`]) for
     /// the copy they hold, all at once; the newest copy found is kept as
-    /// owner and served. `None`: nobody had it, or none was asked.
+    /// owner and served. `None`: nobody had it, or none was asked. Loading
+    /// as an unreachable owner's successor, the owner is not asked: it
+    /// cannot be connected to, and asking would cost a connect timeout.
     pub(super) async fn peek_previous_owners(
         &self,
         key: &str,
         digest: u128,
         hash: u64,
         epoch: Epoch,
+        as_successor: bool,
     ) -> Option<Fetched> {
-        let owners = self
-            .cluster
-            .ring
-            .snapshot()
-            .previous_owners(hash, Instant::now());
+        let rings = self.cluster.ring.snapshot();
+        let unreachable = as_successor
+            .then(|| rings.current().owner_of_hash(hash).map(|m| m.id))
+            .flatten();
+        let mut owners = rings.previous_owners(hash, Instant::now());
+        owners.retain(|m| Some(m.id) != unreachable);
         if owners.is_empty() {
             return None;
         }
