@@ -709,6 +709,11 @@ async fn the_successor_of_an_unreachable_owner_loads_once_and_keeps_it() {
         Source::Main,
         "kept as owner-in-waiting"
     );
+    assert!(
+        !peers.peeked().contains(&id(OTHER)),
+        "the unreachable owner was peeked at: {:?}",
+        peers.peeked()
+    );
     let stats = group.stats();
     assert_eq!((stats.local_loads, stats.successor_loads), (1, 1));
 }
