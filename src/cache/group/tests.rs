@@ -499,6 +499,19 @@ async fn a_put_for_an_owned_key_drops_the_other_nodes_copies() {
 // ---------------------------------------------------------------------------
 // Churn: previous owners, successors, versions, handoff
 
+/// A key that `owner` owns on `ring` and that `successor` takes over when
+/// the owner is gone.
+fn key_with_successor(ring: &Ring, owner: &str, successor: &str) -> String {
+    keys_owned_on(ring, owner, 100)
+        .into_iter()
+        .find(|k| {
+            ring.owner_excluding(key_hash("g", k), |m| *m == id(owner))
+                .map(|m| m.id)
+                == Some(id(successor))
+        })
+        .expect("some key")
+}
+
 /// A churn-on group (three members, this node just joined) and a key it
 /// owns, with the member its previous-owner lookup asks (the successor).
 fn churn_group(peers: Arc<FakePeers>) -> (Arc<Group>, String, Member) {
@@ -651,14 +664,7 @@ async fn an_unreachable_owner_is_replaced_by_its_successor() {
     let setup = Setup::churn();
     let ring = setup.ring();
     // A key of OTHER's whose successor is THIRD.
-    let key = keys_owned_on(&ring, OTHER, 50)
-        .into_iter()
-        .find(|k| {
-            ring.owner_excluding(key_hash("g", k), |m| *m == id(OTHER))
-                .map(|m| m.id)
-                == Some(id(THIRD))
-        })
-        .expect("some key");
+    let key = key_with_successor(&ring, OTHER, THIRD);
     let peers = FakePeers::unused();
     peers.reply_from(OTHER, Err(unreachable()));
     peers.reply_from(THIRD, Ok(peer_value("from the successor", None)));
@@ -679,14 +685,7 @@ async fn an_unreachable_owner_is_replaced_by_its_successor() {
 async fn the_successor_of_an_unreachable_owner_loads_once_and_keeps_it() {
     let setup = Setup::churn();
     let ring = setup.ring();
-    let key = keys_owned_on(&ring, OTHER, 50)
-        .into_iter()
-        .find(|k| {
-            ring.owner_excluding(key_hash("g", k), |m| *m == id(OTHER))
-                .map(|m| m.id)
-                == Some(id(ME))
-        })
-        .expect("some key");
+    let key = key_with_successor(&ring, OTHER, ME);
     let peers = FakePeers::unused();
     peers.reply_from(OTHER, Err(unreachable()));
     let (group, _, _) = setup.build(config(1 << 20, None), Arc::clone(&peers));
@@ -722,14 +721,7 @@ async fn the_successor_of_an_unreachable_owner_loads_once_and_keeps_it() {
 async fn with_no_successor_reachable_the_load_is_local_and_hot_only() {
     let setup = Setup::churn();
     let ring = setup.ring();
-    let key = keys_owned_on(&ring, OTHER, 50)
-        .into_iter()
-        .find(|k| {
-            ring.owner_excluding(key_hash("g", k), |m| *m == id(OTHER))
-                .map(|m| m.id)
-                == Some(id(THIRD))
-        })
-        .expect("some key");
+    let key = key_with_successor(&ring, OTHER, THIRD);
     let peers = FakePeers::answering(Err(unreachable()));
     let (group, _, _) = setup.build(
         config(1 << 20, Some(Duration::from_secs(60))),
