@@ -19,12 +19,7 @@ static ADDRS: Addrs = Addrs::new(38);
 const NAME: &str = "shoal-gossip.churn.svc.cluster.local";
 
 fn gossip_spec(ip: IpAddr, config: &Config, dns: &DnsServer) -> NodeSpec {
-    NodeSpec::new(ip)
-        .config(config)
-        .arg("--seed")
-        .arg(NAME)
-        .arg("--dns-server")
-        .arg(dns.addr().to_string())
+    NodeSpec::new(ip).config(config).seeded(NAME, dns.addr())
 }
 
 /// Drain 3 s: time for a handoff and for the tests' requests during it.

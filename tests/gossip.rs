@@ -20,12 +20,7 @@ const DETECTION: Duration = Duration::from_secs(30);
 
 /// A gossiping node seeded by `seed`, resolving through `dns`.
 fn gossip_spec(ip: IpAddr, config: &Config, dns: &DnsServer, seed: &str) -> NodeSpec {
-    NodeSpec::new(ip)
-        .config(config)
-        .arg("--seed")
-        .arg(seed)
-        .arg("--dns-server")
-        .arg(dns.addr().to_string())
+    NodeSpec::new(ip).config(config).seeded(seed, dns.addr())
 }
 
 /// A config with a short DNS re-resolve interval, so healing is quick.

@@ -42,12 +42,7 @@ fn node_spec(
     seed: &str,
     kubeconfig: &Path,
 ) -> NodeSpec {
-    let mut spec = NodeSpec::new(ip)
-        .config(config)
-        .arg("--seed")
-        .arg(seed)
-        .arg("--dns-server")
-        .arg(dns.addr().to_string());
+    let mut spec = NodeSpec::new(ip).config(config).seeded(seed, dns.addr());
     spec.env
         .push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
     spec

@@ -97,16 +97,7 @@ async fn partitioned_halves_split_then_merge_when_it_heals() {
     let config = Config::standard(&origin).extra("discovery: { resolve_interval: 2s }");
     let mut nodes: Vec<Node> = ips
         .iter()
-        .map(|&ip| {
-            Node::spawn(
-                NodeSpec::new(ip)
-                    .config(&config)
-                    .arg("--seed")
-                    .arg(NAME)
-                    .arg("--dns-server")
-                    .arg(dns.addr().to_string()),
-            )
-        })
+        .map(|&ip| Node::spawn(NodeSpec::new(ip).config(&config).seeded(NAME, dns.addr())))
         .collect();
     for node in &mut nodes {
         node.wait_ready().await;

@@ -361,6 +361,15 @@ impl NodeSpec {
         self
     }
 
+    /// Gossip membership seeded by `seed`, resolved through the DNS server
+    /// at `dns`.
+    pub fn seeded(self, seed: &str, dns: SocketAddr) -> Self {
+        self.arg("--seed")
+            .arg(seed)
+            .arg("--dns-server")
+            .arg(dns.to_string())
+    }
+
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra_args.push(arg.into());
         self
