@@ -384,3 +384,26 @@ async fn a_handed_off_entry_keeps_its_remaining_ttl() {
     );
     assert_eq!(cluster.origin.count(key), 1, "it was not loaded again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replace_style_roll_costs_no_origin_load() {
+    // A Deployment with maxSurge 1: a new pod on a new address joins, then
+    // an old one leaves; twice over.
+    let mut cluster = Cluster::start(3).await;
+    let keys = keys("replace", 90);
+    cluster.warm("data", &keys).await;
+    for _ in 0..2 {
+        cluster.add(ADDRS.next()).await;
+        let old = cluster.stop(0).await;
+        assert!(old.log().contains("handoff finished"), "{}", old.log());
+        cluster.dns.set(NAME, cluster.ips());
+        cluster.wait_converged().await;
+        for node in &cluster.nodes {
+            for key in &keys {
+                let resp = node.get_key("data", key).await;
+                assert_eq!(resp.status, 200, "{key} at {}: {}", node.name, resp.text());
+            }
+        }
+        cluster.assert_loaded_once(&keys, "after a replace step");
+    }
+}
