@@ -10,7 +10,8 @@
 //!
 //! A node that just joined has no ring from before, but the ring the cluster
 //! had before it came is the current one without it: the key's successor
-//! clockwise. So for a window after joining, that member is asked too. It
+//! clockwise. So for a window after joining, that member is asked too (and
+//! the one after it, in case the successor had just joined as well). It
 //! covers both scale-out (a new node pulls its share) and an in-place restart
 //! (the node comes back empty and pulls what its successors held meanwhile).
 
@@ -29,7 +30,11 @@ pub const MAX_PREVIOUS_RINGS: usize = 16;
 /// keeps fewer rings rather than hundreds of MiB of them.
 pub const MAX_PREVIOUS_POINTS: usize = 1 << 22;
 /// At most this many previous owners are asked for one key.
-pub const MAX_PREVIOUS_OWNERS: usize = 3;
+pub const MAX_PREVIOUS_OWNERS: usize = 4;
+/// Successors a node that just joined asks for a key: several nodes that
+/// join one after another (a scale-out, a replace-style roll) move a key
+/// along the ring one step each, and the last one may not have pulled it.
+pub const JOINER_SUCCESSORS: usize = 2;
 
 /// The current ring and what came before it, as the node publishes it.
 #[derive(Debug, Clone)]
@@ -113,10 +118,19 @@ impl Rings {
         let joined_recently = self
             .joined_at
             .is_some_and(|at| now.saturating_duration_since(at) <= self.window);
-        if joined_recently
-            && let Some(successor) = self.current.owner_excluding(hash, |id| *id == self.self_id)
-        {
-            add(successor);
+        if joined_recently {
+            // The key's successor held it before this node came, unless it
+            // had itself only just come and not pulled it yet: then the
+            // next one clockwise did.
+            let mut passed = vec![self.self_id];
+            for _ in 0..JOINER_SUCCESSORS {
+                let Some(successor) = self.current.owner_excluding(hash, |id| passed.contains(id))
+                else {
+                    break;
+                };
+                passed.push(successor.id);
+                add(successor);
+            }
         }
         owners
     }
@@ -259,8 +273,12 @@ mod tests {
             .owner_excluding(hash, |id| *id == member(5).id)
             .expect("others")
             .id;
+        let second = full
+            .owner_excluding(hash, |id| *id == member(5).id || *id == successor)
+            .expect("others")
+            .id;
         let asked = history.rings().previous_owners(hash, Instant::now());
-        assert_eq!(ids(&asked), vec![successor]);
+        assert_eq!(ids(&asked), vec![successor, second]);
         tokio::time::advance(WINDOW + Duration::from_secs(1)).await;
         assert!(
             history
