@@ -226,7 +226,7 @@ impl Metrics {
             handoff_refused: counter(
                 &r,
                 "handoff_refused_total",
-                "Handed-off entries not kept because this node knew a newer write of the key.",
+                "Handed-off entries not kept: this node held that write or a newer one already, or could not cache the value.",
                 g,
             ),
             previous_owner_lookups: counter(
