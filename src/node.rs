@@ -22,9 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::cache::{
-    Clock, Cluster, CopyDrop, CopyDrops, Group, Groups, HandoffReport, RingView, Version,
-};
+use crate::cache::{Clock, Cluster, CopyDrop, CopyDrops, Group, Groups, RingView, Version};
 use crate::config::{Config, GossipConfig, KubernetesConfig, MembershipConfig};
 use crate::discovery::kubernetes::{
     self, CrossCheckOutputs, CrossCheckSettings, SwimMember, Terminating,
@@ -354,11 +352,11 @@ pub async fn serve(
 
     shutdown.await;
     readiness.start_draining();
-    let drain_until = tokio::time::Instant::now() + config.node.drain;
     info!(drain = %humantime::format_duration(config.node.drain), "shutting down: not ready");
     if let Some(gossip) = gossip {
         gossip.leave(Duration::from_secs(1)).await;
     }
+    let drain_until = tokio::time::Instant::now() + config.node.drain;
     // Requests, peeks included, are still served while the handoff runs;
     // it never holds the node past the drain.
     if let Some(budget) = config.churn.handoff_max_bytes {
@@ -424,7 +422,7 @@ async fn hand_off(
         return;
     }
     let started = tokio::time::Instant::now();
-    let report: HandoffReport = groups.hand_off(next_owners, budget, deadline).await;
+    let report = groups.hand_off(next_owners, budget, deadline).await;
     info!(
         entries = report.entries,
         bytes = report.bytes,
