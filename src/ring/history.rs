@@ -91,7 +91,7 @@ impl Rings {
     /// previous rings of the window (newest first) that are still on the
     /// ring or left it within the leaver grace, then, for a window after
     /// this node joined, the key's successor. Never this node; each member
-    /// once; at most [`MAX_PREVIOUS_OWNERS`].
+    /// once; at most `MAX_PREVIOUS_OWNERS` (four).
     pub fn previous_owners(&self, hash: u64, now: Instant) -> Vec<Member> {
         let mut owners: Vec<Member> = Vec::new();
         if self.window.is_zero() {

@@ -47,9 +47,9 @@ impl HandoffReport {
 }
 
 impl Group {
-    /// Asks the key's previous owners (see [`crate::ring::Rings::previous_owners`]) for
-    /// the copy they hold, all at once; the newest copy found is kept as
-    /// owner and served. `None`: nobody had it, or none was asked. Loading
+    /// Asks the key's previous owners (see
+    /// [`crate::ring::Rings::previous_owners`]) for the copy they hold, all
+    /// at once; the newest copy found is kept as owner and served. `None`: nobody had it, or none was asked. Loading
     /// as an unreachable owner's successor, the owner is not asked: it
     /// cannot be connected to, and asking would cost a connect timeout.
     pub(super) async fn peek_previous_owners(
