@@ -37,6 +37,7 @@
 pub mod cache;
 pub mod config;
 pub mod discovery;
+mod error_chain;
 pub mod http;
 pub mod loader;
 pub mod membership;
@@ -45,3 +46,9 @@ pub mod node;
 pub mod peer;
 pub mod ring;
 pub mod security;
+
+pub use cache::{Fetched, Fresh, GroupError, GroupStats, LoadError, Loader, Source, Value};
+pub use config::{Config, ConfigError};
+pub use loader::DemoLoader;
+pub use membership::{MemberInfo, MemberState};
+pub use node::{GroupHandle, Listeners, Node, NodeBuilder, NodeError, NodeHandle};

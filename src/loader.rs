@@ -1,20 +1,20 @@
-//! Origins: where a group's values come from when no node has them.
+//! The built-in [`Loader`]s, which a group's `loader:` config names.
 //!
-//! - `demo`: sleeps, then answers `Value of <key>` (the original groupcache
-//!   example's slow computation).
+//! - `demo` ([`DemoLoader`]): sleeps, then answers `Value of <key>` (the
+//!   original groupcache example's slow computation).
 //! - `http`: GETs the key from an HTTP origin. The key is percent-encoded as
 //!   one path segment, so no key can change the origin's host, the path above
 //!   it, the query or the headers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use crate::cache::{DynLoader, Fresh, LoadError, Loader, Value};
+use crate::config::{LoaderConfig, UrlTemplate};
+use crate::error_chain;
 use headers::{CacheControl, HeaderMapExt};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use thiserror::Error;
-
-use crate::config::{LoaderConfig, UrlTemplate};
 
 /// Everything but RFC 3986 unreserved characters is escaped: `/`, `?`, `#`,
 /// `%`, CR and LF included.
@@ -24,75 +24,58 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// A value as the origin gave it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Loaded {
-    pub bytes: Bytes,
-    pub content_type: Option<HeaderValue>,
-    /// `Cache-Control: max-age` (or `s-maxage`), less the response's `Age`.
-    pub max_age: Option<Duration>,
-    /// `Cache-Control: no-store`, `no-cache` or `private`: serve, do not keep.
-    pub no_store: bool,
+/// Sleeps, then answers `Value of <key>` (the original groupcache
+/// example's slow computation).
+#[derive(Debug, Clone)]
+pub struct DemoLoader {
+    delay: Duration,
 }
 
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-pub enum LoadError {
-    #[error("the origin has no value for this key")]
-    NotFound,
-    #[error("{0}")]
-    Failure(String),
-    #[error("the origin did not answer within {}", humantime::format_duration(*.0))]
-    Timeout(Duration),
+impl DemoLoader {
+    /// A loader that takes `delay` for every key.
+    pub fn new(delay: Duration) -> Self {
+        Self { delay }
+    }
 }
 
-pub enum Loader {
-    Demo { delay: Duration },
-    Http(HttpLoader),
+impl Loader for DemoLoader {
+    async fn load(&self, key: &str) -> Result<Fresh, LoadError> {
+        tokio::time::sleep(self.delay).await;
+        Ok(Fresh::new(Value::new(
+            format!("Value of {key}"),
+            Some(HeaderValue::from_static("text/plain; charset=utf-8")),
+        )))
+    }
 }
 
-pub struct HttpLoader {
+/// GETs the key from an HTTP origin, as the config's `loader.http` says.
+pub(crate) struct HttpLoader {
     client: reqwest::Client,
     url: UrlTemplate,
     timeout: Duration,
     headers: HeaderMap,
 }
 
-impl Loader {
-    /// A loader for `config`; HTTP loaders share `client`'s connection pool.
-    pub fn new(config: &LoaderConfig, client: &reqwest::Client) -> Self {
-        match config {
-            LoaderConfig::Demo { delay } => Loader::Demo { delay: *delay },
-            LoaderConfig::Http {
-                url,
-                timeout,
-                headers,
-            } => Loader::Http(HttpLoader {
-                client: client.clone(),
-                url: url.clone(),
-                timeout: *timeout,
-                headers: headers.clone(),
-            }),
-        }
-    }
-
-    pub async fn load(&self, key: &str) -> Result<Loaded, LoadError> {
-        match self {
-            Loader::Demo { delay } => {
-                tokio::time::sleep(*delay).await;
-                Ok(Loaded {
-                    bytes: Bytes::from(format!("Value of {key}")),
-                    content_type: Some(HeaderValue::from_static("text/plain; charset=utf-8")),
-                    max_age: None,
-                    no_store: false,
-                })
-            }
-            Loader::Http(http) => http.load(key).await,
-        }
+/// The loader a group's config names; HTTP loaders share `client`'s
+/// connection pool.
+pub(crate) fn from_config(config: &LoaderConfig, client: &reqwest::Client) -> Arc<dyn DynLoader> {
+    match config {
+        LoaderConfig::Demo { delay } => Arc::new(DemoLoader::new(*delay)),
+        LoaderConfig::Http {
+            url,
+            timeout,
+            headers,
+        } => Arc::new(HttpLoader {
+            client: client.clone(),
+            url: url.clone(),
+            timeout: *timeout,
+            headers: headers.clone(),
+        }),
     }
 }
 
 /// The origin URL for `key`: the key as one percent-encoded path segment.
-pub fn origin_url(template: &UrlTemplate, key: &str) -> Result<reqwest::Url, LoadError> {
+fn origin_url(template: &UrlTemplate, key: &str) -> Result<reqwest::Url, LoadError> {
     if key == "." || key == ".." {
         // URL parsers fold these segments away, whatever their encoding.
         return Err(LoadError::Failure(format!(
@@ -108,8 +91,8 @@ pub fn origin_url(template: &UrlTemplate, key: &str) -> Result<reqwest::Url, Loa
     reqwest::Url::parse(&url).map_err(|e| LoadError::Failure(format!("bad origin URL: {e}")))
 }
 
-impl HttpLoader {
-    async fn load(&self, key: &str) -> Result<Loaded, LoadError> {
+impl Loader for HttpLoader {
+    async fn load(&self, key: &str) -> Result<Fresh, LoadError> {
         let url = origin_url(&self.url, key)?;
         let response = self
             .client
@@ -132,34 +115,28 @@ impl HttpLoader {
             .bytes()
             .await
             .map_err(|e| self.transport_error(e))?;
-        Ok(Loaded {
-            bytes,
-            content_type,
-            max_age,
+        Ok(Fresh {
+            ttl: max_age,
             no_store,
+            ..Fresh::new(Value::new(bytes, content_type))
         })
     }
+}
 
+impl HttpLoader {
     fn transport_error(&self, error: reqwest::Error) -> LoadError {
         if error.is_timeout() {
             return LoadError::Timeout(self.timeout);
         }
         // Without the URL: it holds the key and may hold credentials.
-        let error = error.without_url();
-        let mut detail = error.to_string();
         // reqwest's own message omits the cause ("connection refused").
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            detail.push_str(": ");
-            detail.push_str(&cause.to_string());
-            source = cause.source();
-        }
+        let detail = error_chain::with_causes(&error.without_url());
         LoadError::Failure(format!("cannot reach the origin: {detail}"))
     }
 }
 
 /// Reads `Cache-Control` (and `Age`) into a max-age and a no-store flag.
-pub fn freshness(headers: &HeaderMap) -> (Option<Duration>, bool) {
+fn freshness(headers: &HeaderMap) -> (Option<Duration>, bool) {
     let Some(control) = headers.typed_get::<CacheControl>() else {
         return (None, false);
     };
@@ -236,12 +213,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn demo_loader_answers_after_its_delay() {
-        let loader = Loader::Demo {
-            delay: Duration::from_millis(400),
-        };
+        let loader = DemoLoader::new(Duration::from_millis(400));
         let started = tokio::time::Instant::now();
         let loaded = loader.load("foo").await.expect("demo never fails");
-        assert_eq!(loaded.bytes, Bytes::from("Value of foo"));
+        assert_eq!(loaded.value.bytes, bytes::Bytes::from("Value of foo"));
         assert_eq!(started.elapsed(), Duration::from_millis(400));
     }
 }

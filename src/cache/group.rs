@@ -24,16 +24,16 @@ use tracing::{debug, warn};
 use super::admission::HotAdmission;
 use super::epochs::{Epoch, Epochs};
 use super::error::GroupError;
-use super::peers::{Ask, PeerError, PeerValue, Peers};
+use super::loader::{DynLoader, LoadError};
+use super::peers::{Ask, PeerError, Peers};
 use super::singleflight::{Role, SingleFlight};
 use super::store::{Store, StoreStats};
 use super::superseded::Superseded;
 use super::value::{
-    Entry, EntryKind, Source, Value, hot_ttl, key_digest, owner_ttl, worth_storing,
+    Entry, EntryKind, Fetched, Fresh, Source, Value, hot_ttl, key_digest, owner_ttl, worth_storing,
 };
 use super::version::{Clock, Version};
 use crate::config::GroupConfig;
-use crate::loader::{LoadError, Loaded, Loader};
 use crate::metrics::GroupMetrics;
 use crate::ring::{Member, MemberId, Ring, Rings, key_hash};
 
@@ -49,19 +49,6 @@ pub enum Requester {
     /// A node that cannot reach the key's owner, and found this node next
     /// on the ring: it loads as owner-in-waiting.
     Successor,
-}
-
-/// A value as a get returns it.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    pub value: Value,
-    pub source: Source,
-    /// Time left to live; `None`: no expiry.
-    pub ttl: Option<Duration>,
-    /// Other nodes must not keep copies of it.
-    pub no_store: bool,
-    /// The write it came from.
-    pub version: Version,
 }
 
 /// The rings as this node sees them, and which member is this node.
@@ -154,7 +141,7 @@ pub struct Group {
     config: GroupConfig,
     main: Store,
     hot: Store,
-    loader: Loader,
+    loader: Arc<dyn DynLoader>,
     cluster: Cluster,
     flights: Arc<SingleFlight<(u128, FlightKind), FlightResult>>,
     epochs: Epochs,
@@ -190,10 +177,10 @@ pub struct GroupStats {
 }
 
 impl Group {
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         config: GroupConfig,
-        loader: Loader,
+        loader: Arc<dyn DynLoader>,
         cluster: Cluster,
         metrics: GroupMetrics,
     ) -> Self {
@@ -324,10 +311,10 @@ impl Group {
         result
     }
 
-    async fn load_from_origin(&self, key: &str) -> Result<Loaded, LoadError> {
+    async fn load_from_origin(&self, key: &str) -> Result<Fresh, LoadError> {
         self.metrics.local_loads.inc();
         let timer = self.metrics.origin_duration.start_timer();
-        let loaded = self.loader.load(key).await;
+        let loaded = self.loader.load_boxed(key).await;
         timer.observe_duration();
         if let Err(error) = &loaded {
             self.metrics.local_load_errors.inc();
@@ -345,26 +332,21 @@ impl Group {
     ) -> FlightResult {
         match self.load_from_origin(key).await {
             Ok(loaded) => {
-                let ttl = owner_ttl(self.config.ttl, loaded.max_age);
-                let value = Value::new(loaded.bytes, loaded.content_type);
-                let keep = !loaded.no_store && worth_storing(ttl) && self.fits(&value);
-                if keep {
+                let fresh = self.as_owner(loaded, version);
+                if !fresh.no_store && self.fits(&fresh.value) {
                     self.keep(
                         &self.main,
                         key,
                         digest,
                         epoch,
-                        EntryKind::Found(value.clone()),
-                        ttl,
+                        EntryKind::Found(fresh.value.clone()),
+                        fresh.ttl,
                         version,
                     );
                 }
                 Ok(Fetched {
-                    value,
+                    fresh,
                     source: Source::Origin,
-                    ttl,
-                    no_store: loaded.no_store || !worth_storing(ttl),
-                    version,
                 })
             }
             Err(LoadError::NotFound) => {
@@ -416,7 +398,7 @@ impl Group {
     /// the key is read often enough here.
     fn keep_fetched(
         &self,
-        copy: PeerValue,
+        copy: Fresh,
         key: &str,
         digest: u128,
         epoch: Epoch,
@@ -424,7 +406,7 @@ impl Group {
     ) -> Fetched {
         self.metrics.peer_loads.inc();
         self.cluster.clock.observe(copy.version);
-        let ttl = hot_ttl(copy.remaining_ttl, self.config.hot_ttl);
+        let ttl = hot_ttl(copy.ttl, self.config.hot_ttl);
         if admit && !copy.no_store && worth_storing(ttl) && self.fits(&copy.value) {
             self.keep(
                 &self.hot,
@@ -437,11 +419,8 @@ impl Group {
             );
         }
         Fetched {
-            value: copy.value,
+            fresh: copy,
             source: Source::Peer,
-            ttl: copy.remaining_ttl,
-            no_store: copy.no_store,
-            version: copy.version,
         }
     }
 
@@ -450,27 +429,35 @@ impl Group {
     async fn load_as_fallback(&self, key: &str, digest: u128, epoch: Epoch) -> FlightResult {
         let version = self.cluster.clock.now();
         let loaded = self.load_from_origin(key).await.map_err(origin_error)?;
-        let ttl = owner_ttl(self.config.ttl, loaded.max_age);
-        let value = Value::new(loaded.bytes, loaded.content_type);
-        let copy_ttl = hot_ttl(ttl, self.config.hot_ttl);
-        if !loaded.no_store && worth_storing(copy_ttl) && self.fits(&value) {
+        let fresh = self.as_owner(loaded, version);
+        let copy_ttl = hot_ttl(fresh.ttl, self.config.hot_ttl);
+        if !fresh.no_store && worth_storing(copy_ttl) && self.fits(&fresh.value) {
             self.keep(
                 &self.hot,
                 key,
                 digest,
                 epoch,
-                EntryKind::Found(value.clone()),
+                EntryKind::Found(fresh.value.clone()),
                 copy_ttl,
                 version,
             );
         }
         Ok(Fetched {
-            value,
+            fresh,
             source: Source::Origin,
+        })
+    }
+
+    /// A value the loader gave, as its owner serves it: the group's TTL
+    /// caps the origin's, a value with no time left is not stored, and it
+    /// carries the version of the load.
+    fn as_owner(&self, loaded: Fresh, version: Version) -> Fresh {
+        let ttl = owner_ttl(self.config.ttl, loaded.ttl);
+        Fresh {
             ttl,
             no_store: loaded.no_store || !worth_storing(ttl),
-            version,
-        })
+            ..loaded.versioned(version)
+        }
     }
 
     /// Keeps an entry in `cache`, unless the key was invalidated since the
@@ -725,16 +712,9 @@ impl Group {
 }
 
 fn from_entry(entry: &Entry, source: Source, now: Instant) -> FlightResult {
-    let ttl = entry.remaining(now);
-    match &entry.kind {
-        EntryKind::Found(value) => Ok(Fetched {
-            value: value.clone(),
-            source,
-            ttl,
-            no_store: false,
-            version: entry.version,
-        }),
-        EntryKind::NotFound => Err(GroupError::OriginNotFound),
+    match entry.fresh(now) {
+        Some(fresh) => Ok(Fetched { fresh, source }),
+        None => Err(GroupError::OriginNotFound),
     }
 }
 

@@ -10,6 +10,7 @@ mod error;
 mod group;
 mod groups;
 mod handoff;
+mod loader;
 mod peers;
 mod singleflight;
 mod store;
@@ -19,11 +20,13 @@ mod version;
 
 pub use error::GroupError;
 pub use group::{
-    Cluster, CopyDrop, CopyDrops, Fetched, Group, GroupStats, HandoffReport, Requester, RingView,
+    Cluster, CopyDrop, CopyDrops, Group, GroupStats, HandoffReport, Requester, RingView,
 };
 pub use groups::Groups;
 pub use handoff::{BATCH_BYTES as HANDOFF_BATCH_BYTES, HandedOff, HandoffReceipt};
-pub use peers::{Ask, PeerError, PeerValue, Peers};
+pub(crate) use loader::DynLoader;
+pub use loader::{LoadError, Loader};
+pub use peers::{Ask, PeerError, Peers};
 pub use store::StoreStats;
-pub use value::{Source, Value};
+pub use value::{Fetched, Fresh, Source, Value};
 pub use version::{Clock, Version};

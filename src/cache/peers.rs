@@ -6,22 +6,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::handoff::{HandedOff, HandoffReceipt};
-use super::value::Value;
+use super::loader::LoadError;
+use super::value::{Fresh, Value};
 use super::version::Version;
-use crate::loader::LoadError;
 use crate::ring::Member;
-
-/// A value as another node sent it.
-#[derive(Debug, Clone)]
-pub struct PeerValue {
-    pub value: Value,
-    /// Time left to live at the sender; `None`: no expiry.
-    pub remaining_ttl: Option<Duration>,
-    /// The origin forbade storing it.
-    pub no_store: bool,
-    /// The write it came from; [`Version::ZERO`] from a node that sends none.
-    pub version: Version,
-}
 
 /// In what capacity a fetch asks the receiving node to answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,14 +37,15 @@ pub enum PeerError {
 
 pub trait Peers: Send + Sync + 'static {
     /// Asks a node for a value; it answers from its caches or loader and
-    /// never forwards the request.
+    /// never forwards the request. The value's `ttl` is its time left at
+    /// the sender, its version the write it came from.
     fn fetch<'a>(
         &'a self,
         node: &'a Member,
         ask: Ask,
         group: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<PeerValue, PeerError>>;
+    ) -> BoxFuture<'a, Result<Fresh, PeerError>>;
 
     /// Asks a node for the copy it holds, if any: answered from its caches
     /// only, never loaded, never forwarded; `Ok(None)` is a miss. Bounded
@@ -66,7 +55,7 @@ pub trait Peers: Send + Sync + 'static {
         node: &'a Member,
         group: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PeerValue>, PeerError>>;
+    ) -> BoxFuture<'a, Result<Option<Fresh>, PeerError>>;
 
     /// Stores a value at its owner; the version the owner gave the write
     /// ([`Version::ZERO`] from a node that sends none).

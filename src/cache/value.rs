@@ -11,14 +11,17 @@ use tokio::time::Instant;
 
 use super::version::Version;
 
-/// A cached value: its bytes and the content type the origin gave it.
+/// A value's bytes and the content type that goes with them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Value {
+    /// The value itself.
     pub bytes: Bytes,
+    /// The media type served with it; `None`: `application/octet-stream`.
     pub content_type: Option<HeaderValue>,
 }
 
 impl Value {
+    /// A value with the given content type.
     pub fn new(bytes: impl Into<Bytes>, content_type: Option<HeaderValue>) -> Self {
         Self {
             bytes: bytes.into(),
@@ -27,8 +30,67 @@ impl Value {
     }
 }
 
+/// A value and how long it may be kept: what a loader returns, what another
+/// node sends, and (with where it came from) what a get returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fresh {
+    /// The bytes and their content type.
+    pub value: Value,
+    /// Time left to live, from now; `None`: no expiry beyond the group's TTL.
+    /// A loader sets it from the origin's `max-age`; the group's `ttl` caps it.
+    pub ttl: Option<Duration>,
+    /// Serve it but keep no copy (the origin said `no-store`, `no-cache` or
+    /// `private`, or the value has no time left).
+    pub no_store: bool,
+    /// The write it came from ([`Version::ZERO`] for a fresh origin load
+    /// until the group stamps it, and from a node that sends none).
+    pub(crate) version: Version,
+}
+
+impl Fresh {
+    /// A value to keep as long as the group's TTL allows.
+    pub fn new(value: Value) -> Self {
+        Self {
+            value,
+            ttl: None,
+            no_store: false,
+            version: Version::ZERO,
+        }
+    }
+
+    /// Caps how long the value may be kept (an origin's `max-age`).
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Serves the value without keeping a copy anywhere.
+    #[must_use]
+    pub fn not_stored(mut self) -> Self {
+        self.no_store = true;
+        self
+    }
+
+    pub(crate) fn versioned(mut self, version: Version) -> Self {
+        self.version = version;
+        self
+    }
+}
+
+/// A value as a get returns it: the value, its freshness and where it came
+/// from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The value and how long it may still be kept.
+    pub fresh: Fresh,
+    /// Which cache or node answered.
+    pub source: Source,
+}
+
 /// Where a value came from, as the `x-shoal-source` header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Source {
     /// This node's main cache (keys it owns).
     Main,
@@ -41,6 +103,7 @@ pub enum Source {
 }
 
 impl Source {
+    /// The name in the `x-shoal-source` header and in metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Main => "main",
@@ -51,7 +114,7 @@ impl Source {
     }
 
     /// Index into [`crate::metrics::SOURCES`].
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
@@ -111,6 +174,20 @@ impl Entry {
 
     pub fn last_used(&self) -> u32 {
         self.last_used.load(Ordering::Relaxed)
+    }
+
+    /// The entry as a value with its time left, or `None` for a
+    /// remembered origin 404.
+    pub fn fresh(&self, now: Instant) -> Option<Fresh> {
+        match &self.kind {
+            EntryKind::Found(value) => Some(Fresh {
+                value: value.clone(),
+                ttl: self.remaining(now),
+                no_store: false,
+                version: self.version,
+            }),
+            EntryKind::NotFound => None,
+        }
     }
 
     pub fn is_fresh(&self, now: Instant) -> bool {

@@ -26,15 +26,24 @@ use crate::ring::{Rings, key_hash};
 pub struct Readiness {
     ready: AtomicBool,
     draining: AtomicBool,
+    /// Ticks on every change, for those who wait for one.
+    changed: watch::Sender<()>,
 }
 
 impl Readiness {
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
+        self.changed.send_replace(());
     }
 
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
+        self.changed.send_replace(());
+    }
+
+    /// A receiver that sees every later change.
+    pub fn subscribe(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
     }
 
     pub fn is_ready(&self) -> bool {

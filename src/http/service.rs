@@ -91,8 +91,9 @@ async fn get(group: &Arc<Group>, key: &str) -> Response {
     match result {
         Ok(fetched) => {
             let source = fetched.source;
-            let content_type = fetched.value.content_type.unwrap_or(OCTET_STREAM);
-            let mut response = Response::new(Body::from(fetched.value.bytes));
+            let value = fetched.fresh.value;
+            let content_type = value.content_type.unwrap_or(OCTET_STREAM);
+            let mut response = Response::new(Body::from(value.bytes));
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, content_type);
             headers.insert(SOURCE_HEADER, HeaderValue::from_static(source.as_str()));
@@ -150,9 +151,8 @@ pub async fn read_body(body: Body, limit: u64) -> Result<bytes::Bytes, ApiError>
     axum::body::to_bytes(body, limit_usize)
         .await
         .map_err(|error| {
-            let too_large =
-                std::iter::successors(std::error::Error::source(&error), |e| e.source())
-                    .any(|e| e.is::<http_body_util::LengthLimitError>());
+            let too_large = crate::error_chain::causes(&error)
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
             if too_large {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,

@@ -130,11 +130,19 @@ impl Gossip {
 
     /// Tells the cluster this node is leaving, so members drop it at once
     /// rather than after failure detection, and stops the driver.
-    pub async fn leave(self, within: Duration) {
+    pub async fn leave(&mut self, within: Duration) {
         let (done_tx, done_rx) = oneshot::channel();
         if self.commands.send(Command::Leave(done_tx)).await.is_ok() {
             let _ = tokio::time::timeout(within, done_rx).await;
         }
+        self.task.abort();
+    }
+}
+
+impl Drop for Gossip {
+    /// A node dropped without leaving stops gossiping at once, as a crashed
+    /// one would: members find it gone by failure detection.
+    fn drop(&mut self) {
         self.task.abort();
     }
 }

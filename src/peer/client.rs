@@ -2,7 +2,6 @@
 //! [`Peers`] over pooled keep-alive HTTP connections. With a keyring, every
 //! request is signed (see [`crate::security::signing`]).
 
-use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +16,11 @@ use super::protocol::{
     self, ERROR_HEADER, NO_STORE_HEADER, NOT_CACHED, PEEK_QUERY, SUCCESSOR_QUERY, TIMEOUT_HEADER,
     TTL_HEADER, VERSION_HEADER,
 };
-use crate::cache::{Ask, HandedOff, HandoffReceipt, PeerError, PeerValue, Peers, Value, Version};
+use crate::cache::{
+    Ask, Fresh, HandedOff, HandoffReceipt, LoadError, PeerError, Peers, Value, Version,
+};
 use crate::config::PeerConfig;
-use crate::loader::LoadError;
+use crate::error_chain;
 use crate::ring::{Member, MemberId};
 use crate::security::{Keyring, RequestParts, Signer, unix_now};
 
@@ -79,7 +80,8 @@ impl HttpPeers {
     }
 
     fn transport_error_after(&self, error: reqwest::Error, timeout: Duration) -> PeerError {
-        let detail = error_chain(&error);
+        // The causes only: reqwest's own message holds the URL, and so the key.
+        let detail = error_chain::causes_only(&error, "request failed");
         if error.is_connect() {
             PeerError::Unreachable {
                 refused: is_refused(&error),
@@ -158,7 +160,7 @@ impl HttpPeers {
         ask: Ask,
         group: &str,
         key: &str,
-    ) -> Result<PeerValue, PeerError> {
+    ) -> Result<Fresh, PeerError> {
         let mut url = Self::url(node, group, key);
         if ask == Ask::Successor {
             url = format!("{url}?{SUCCESSOR_QUERY}");
@@ -174,7 +176,7 @@ impl HttpPeers {
         &self,
         response: reqwest::Response,
         timeout: Duration,
-    ) -> Result<PeerValue, PeerError> {
+    ) -> Result<Fresh, PeerError> {
         let headers = response.headers();
         let remaining_ttl = header_str(headers, TTL_HEADER)
             .and_then(|v| v.parse::<u64>().ok())
@@ -186,11 +188,10 @@ impl HttpPeers {
             .bytes()
             .await
             .map_err(|e| self.transport_error_after(e, timeout))?;
-        Ok(PeerValue {
-            value: Value::new(bytes, content_type),
-            remaining_ttl,
+        Ok(Fresh {
+            ttl: remaining_ttl,
             no_store,
-            version,
+            ..Fresh::new(Value::new(bytes, content_type)).versioned(version)
         })
     }
 
@@ -199,7 +200,7 @@ impl HttpPeers {
         node: &Member,
         group: &str,
         key: &str,
-    ) -> Result<Option<PeerValue>, PeerError> {
+    ) -> Result<Option<Fresh>, PeerError> {
         let url = format!("{}?{PEEK_QUERY}", Self::url(node, group, key));
         let response = self
             .send_within(self.client.get(url), self.peek_timeout)
@@ -289,7 +290,7 @@ impl Peers for HttpPeers {
         ask: Ask,
         group: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<PeerValue, PeerError>> {
+    ) -> BoxFuture<'a, Result<Fresh, PeerError>> {
         self.fetch_value(node, ask, group, key).boxed()
     }
 
@@ -298,7 +299,7 @@ impl Peers for HttpPeers {
         node: &'a Member,
         group: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PeerValue>, PeerError>> {
+    ) -> BoxFuture<'a, Result<Option<Fresh>, PeerError>> {
         self.peek_value(node, group, key).boxed()
     }
 
@@ -364,32 +365,10 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The error and its causes, without the URL (which holds the key).
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut detail = String::new();
-    let mut source: Option<&dyn std::error::Error> = error.source();
-    while let Some(cause) = source {
-        if !detail.is_empty() {
-            detail.push_str(": ");
-        }
-        detail.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    if detail.is_empty() {
-        detail = "request failed".to_owned();
-    }
-    detail
-}
-
 fn is_refused(error: &reqwest::Error) -> bool {
-    let mut source: Option<&dyn std::error::Error> = error.source();
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::ConnectionRefused
-        {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
+    error_chain::causes(error).any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
 }

@@ -5,3 +5,6 @@
 pub mod client;
 pub mod protocol;
 pub mod server;
+
+#[cfg(test)]
+mod tests;

@@ -242,20 +242,20 @@ async fn fetch(State(state): State<Arc<PeerState>>, uri: Uri, path: KeyPath) -> 
     }
 }
 
-fn value_response(fetched: Fetched) -> Response {
-    let mut response = Response::new(Body::from(fetched.value.bytes));
+fn value_response(Fetched { fresh, .. }: Fetched) -> Response {
+    let mut response = Response::new(Body::from(fresh.value.bytes));
     let headers = response.headers_mut();
-    if let Some(content_type) = fetched.value.content_type {
+    if let Some(content_type) = fresh.value.content_type {
         headers.insert(header::CONTENT_TYPE, content_type);
     }
-    if let Some(ttl) = fetched.ttl {
+    if let Some(ttl) = fresh.ttl {
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         headers.insert(TTL_HEADER, HeaderValue::from(ms));
     }
-    if fetched.no_store {
+    if fresh.no_store {
         headers.insert(NO_STORE_HEADER, HeaderValue::from_static("1"));
     }
-    headers.insert(VERSION_HEADER, protocol::version_header(fetched.version));
+    headers.insert(VERSION_HEADER, protocol::version_header(fresh.version));
     response
 }
 

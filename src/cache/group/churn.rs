@@ -10,11 +10,11 @@ use futures::future::join_all;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{Fetched, FlightResult, Group};
+use super::{FlightResult, Group};
 use crate::cache::epochs::Epoch;
 use crate::cache::handoff::{self, HandedOff, HandoffReceipt};
-use crate::cache::peers::{Ask, PeerError, PeerValue};
-use crate::cache::value::{Entry, EntryKind, Source, key_digest, worth_storing};
+use crate::cache::peers::{Ask, PeerError};
+use crate::cache::value::{Entry, EntryKind, Fetched, Fresh, Source, key_digest, worth_storing};
 use crate::ring::{Member, MemberId, Ring};
 
 /// Successors asked, one after another, when an owner cannot be reached.
@@ -72,7 +72,7 @@ impl Group {
         let peeks = owners
             .iter()
             .map(|owner| self.peers().peek(owner, &self.name, key));
-        let mut newest: Option<PeerValue> = None;
+        let mut newest: Option<Fresh> = None;
         let mut failed = false;
         for (owner, answer) in owners.iter().zip(join_all(peeks).await) {
             match answer {
@@ -100,23 +100,20 @@ impl Group {
             return None;
         };
         churn.previous_owner_hits.inc();
-        if !copy.no_store && worth_storing(copy.remaining_ttl) && self.fits(&copy.value) {
+        if !copy.no_store && worth_storing(copy.ttl) && self.fits(&copy.value) {
             self.keep(
                 &self.main,
                 key,
                 digest,
                 epoch,
                 EntryKind::Found(copy.value.clone()),
-                copy.remaining_ttl,
+                copy.ttl,
                 copy.version,
             );
         }
         Some(Fetched {
-            value: copy.value,
+            fresh: copy,
             source: Source::Peer,
-            ttl: copy.remaining_ttl,
-            no_store: copy.no_store,
-            version: copy.version,
         })
     }
 

@@ -30,11 +30,11 @@ fn member(addr: &str) -> Member {
 /// records what was asked.
 struct FakePeers {
     /// What every fetch answers, unless `replies` names the node.
-    reply: Mutex<Result<PeerValue, PeerError>>,
-    replies: Mutex<HashMap<MemberId, Result<PeerValue, PeerError>>>,
+    reply: Mutex<Result<Fresh, PeerError>>,
+    replies: Mutex<HashMap<MemberId, Result<Fresh, PeerError>>>,
     fetched: Mutex<Vec<(MemberId, Ask)>>,
     /// What each node holds for a peek (absent: a miss).
-    held: Mutex<HashMap<MemberId, PeerValue>>,
+    held: Mutex<HashMap<MemberId, Fresh>>,
     peeked: Mutex<Vec<MemberId>>,
     /// When set, a peek waits until it reads true before answering.
     peek_gate: Mutex<Option<watch::Receiver<bool>>>,
@@ -43,7 +43,7 @@ struct FakePeers {
 }
 
 impl FakePeers {
-    fn answering(reply: Result<PeerValue, PeerError>) -> Arc<Self> {
+    fn answering(reply: Result<Fresh, PeerError>) -> Arc<Self> {
         Arc::new(Self {
             reply: Mutex::new(reply),
             replies: Mutex::new(HashMap::new()),
@@ -60,11 +60,11 @@ impl FakePeers {
         Self::answering(Err(PeerError::Failed("unused".into())))
     }
 
-    fn reply_from(&self, node: &str, reply: Result<PeerValue, PeerError>) {
+    fn reply_from(&self, node: &str, reply: Result<Fresh, PeerError>) {
         self.replies.lock().expect("lock").insert(id(node), reply);
     }
 
-    fn hold(&self, node: &str, copy: PeerValue) {
+    fn hold(&self, node: &str, copy: Fresh) {
         self.held.lock().expect("lock").insert(id(node), copy);
     }
 
@@ -104,7 +104,7 @@ impl Peers for FakePeers {
         ask: Ask,
         _: &'a str,
         _: &'a str,
-    ) -> futures::future::BoxFuture<'a, Result<PeerValue, PeerError>> {
+    ) -> futures::future::BoxFuture<'a, Result<Fresh, PeerError>> {
         self.fetched.lock().expect("lock").push((node.id, ask));
         let reply = match self.replies.lock().expect("lock").get(&node.id) {
             Some(reply) => reply.clone(),
@@ -118,7 +118,7 @@ impl Peers for FakePeers {
         node: &'a Member,
         _: &'a str,
         _: &'a str,
-    ) -> futures::future::BoxFuture<'a, Result<Option<PeerValue>, PeerError>> {
+    ) -> futures::future::BoxFuture<'a, Result<Option<Fresh>, PeerError>> {
         self.peeked.lock().expect("lock").push(node.id);
         let held = self.held.lock().expect("lock").get(&node.id).cloned();
         let gate = self.peek_gate.lock().expect("lock").clone();
@@ -176,12 +176,10 @@ impl Peers for FakePeers {
     }
 }
 
-fn peer_value(text: &str, remaining_ttl: Option<Duration>) -> PeerValue {
-    PeerValue {
-        value: Value::new(text.to_owned(), None),
-        remaining_ttl,
-        no_store: false,
-        version: Version(1),
+fn peer_value(text: &str, ttl: Option<Duration>) -> Fresh {
+    Fresh {
+        ttl,
+        ..Fresh::new(Value::new(text.to_owned(), None)).versioned(Version(1))
     }
 }
 
@@ -255,7 +253,7 @@ impl Setup {
         let group = Arc::new(Group::new(
             "g",
             config,
-            Loader::Demo { delay: DELAY },
+            Arc::new(crate::loader::DemoLoader::new(DELAY)),
             cluster,
             Metrics::new().group("g"),
         ));
@@ -306,7 +304,7 @@ async fn concurrent_gets_of_an_owned_key_load_once() {
     });
     for result in futures::future::join_all(gets).await {
         let fetched = result.expect("no panic").expect("demo loads succeed");
-        assert_eq!(fetched.value.bytes, format!("Value of {key}"));
+        assert_eq!(fetched.fresh.value.bytes, format!("Value of {key}"));
         assert_eq!(fetched.source, Source::Origin);
     }
     let stats = group.stats();
@@ -394,7 +392,7 @@ async fn a_put_wins_over_a_load_in_flight() {
     in_flight.await.expect("no panic").expect("load succeeds");
     let fetched = group.get(&key, Requester::Client).await.expect("get");
     assert_eq!(
-        (fetched.source, &fetched.value.bytes[..]),
+        (fetched.source, &fetched.fresh.value.bytes[..]),
         (Source::Main, &b"put"[..])
     );
 }
@@ -529,17 +527,17 @@ fn churn_group(peers: Arc<FakePeers>) -> (Arc<Group>, String, Member) {
 async fn an_owner_that_misses_takes_the_previous_owners_copy_with_its_ttl() {
     let peers = FakePeers::unused();
     let (group, key, successor) = churn_group(Arc::clone(&peers));
-    let copy = PeerValue {
+    let copy = Fresh {
         version: Version(7),
         ..peer_value("held", Some(Duration::from_secs(30)))
     };
     peers.hold(&successor.id.to_string(), copy);
     let fetched = group.get(&key, Requester::Client).await.expect("get");
     assert_eq!(
-        (fetched.source, &fetched.value.bytes[..]),
+        (fetched.source, &fetched.fresh.value.bytes[..]),
         (Source::Peer, &b"held"[..])
     );
-    assert_eq!(fetched.version, Version(7));
+    assert_eq!(fetched.fresh.version, Version(7));
     assert_eq!(peers.peeked().first(), Some(&successor.id));
     assert_eq!(source(&group, &key).await, Source::Main);
     let stats = group.stats();
@@ -581,7 +579,7 @@ async fn a_copy_older_than_an_acknowledged_delete_is_refused() {
     group.delete(&key).await.expect("delete");
     let fetched = group.get(&key, Requester::Client).await.expect("get");
     assert_eq!(
-        (fetched.source, &fetched.value.bytes[..]),
+        (fetched.source, &fetched.fresh.value.bytes[..]),
         (Source::Origin, format!("Value of {key}").as_bytes())
     );
     assert_eq!(group.stats().previous_owner_hits, 0);
@@ -607,7 +605,7 @@ async fn a_put_during_a_peek_is_not_undone() {
     in_flight.await.expect("no panic").expect("get");
     let fetched = group.get(&key, Requester::Client).await.expect("get");
     assert_eq!(
-        (fetched.source, &fetched.value.bytes[..]),
+        (fetched.source, &fetched.fresh.value.bytes[..]),
         (Source::Main, &b"put"[..])
     );
 }
@@ -637,14 +635,14 @@ async fn a_handoff_never_undoes_a_delete_or_a_newer_copy() {
     assert_eq!((receipt.accepted, receipt.refused), (1, 2));
     assert_eq!(source(&group, &keys[0]).await, Source::Origin);
     let put = group.get(&keys[1], Requester::Client).await.expect("get");
-    assert_eq!(&put.value.bytes[..], b"put");
+    assert_eq!(&put.fresh.value.bytes[..], b"put");
     let taken = group.get(&keys[2], Requester::Client).await.expect("get");
     assert_eq!(
-        (taken.source, &taken.value.bytes[..]),
+        (taken.source, &taken.fresh.value.bytes[..]),
         (Source::Main, &b"handed"[..])
     );
     // It kept the time it had left (less the origin load above), not none.
-    let ttl = taken.ttl.expect("handed off with a TTL");
+    let ttl = taken.fresh.ttl.expect("handed off with a TTL");
     assert!(
         ttl <= Duration::from_secs(10) && ttl >= Duration::from_secs(9),
         "{ttl:?}"
@@ -671,7 +669,7 @@ async fn an_unreachable_owner_is_replaced_by_its_successor() {
     let (group, _, _) = setup.build(config(1 << 20, None), Arc::clone(&peers));
     let fetched = group.get(&key, Requester::Client).await.expect("get");
     assert_eq!(
-        (fetched.source, &fetched.value.bytes[..]),
+        (fetched.source, &fetched.fresh.value.bytes[..]),
         (Source::Peer, &b"from the successor"[..])
     );
     assert_eq!(

@@ -1,5 +1,5 @@
 //! Signed peer requests end to end, in process: the real peer client
-//! ([`HttpPeers`]) against the real peer server, on `127.0.0.1:0`.
+//! (`HttpPeers`) against the real peer server, on `127.0.0.1:0`.
 //!
 //! Whole-node tests (unsigned requests to a running `shoal`, nodes with
 //! different keyrings) belong with the node wiring.
@@ -7,20 +7,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use shoal::cache::{
+use crate::cache::{
     Ask, Clock, Cluster, CopyDrops, Group, Groups, HandedOff, PeerError, Peers, Requester,
     RingView, Value, Version,
 };
-use shoal::config::{GroupConfig, LoaderConfig, PeerConfig};
-use shoal::loader::Loader;
-use shoal::metrics::Metrics;
-use shoal::peer::client::HttpPeers;
-use shoal::peer::protocol;
-use shoal::peer::server::{self, PeerState};
-use shoal::ring::{Member, Ring, Rings};
-use shoal::security::signing::{NONCE_HEADER, SENDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use shoal::security::{Keyring, RequestParts, Signer, unix_now};
+use crate::config::{GroupConfig, LoaderConfig, PeerConfig};
+use crate::loader::DemoLoader;
+use crate::metrics::Metrics;
+use crate::peer::client::HttpPeers;
+use crate::peer::protocol;
+use crate::peer::server::{self, PeerState};
+use crate::ring::{Member, Ring, Rings};
+use crate::security::signing::{NONCE_HEADER, SENDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::security::{Keyring, RequestParts, Signer, unix_now};
+use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -43,7 +43,7 @@ fn peer_config() -> PeerConfig {
 }
 
 fn unsigned_client() -> HttpPeers {
-    shoal::node::install_crypto_provider();
+    crate::node::install_crypto_provider();
     HttpPeers::new(&peer_config(), Duration::from_secs(1)).expect("client")
 }
 
@@ -94,9 +94,7 @@ impl Server {
         let group = Arc::new(Group::new(
             "g",
             config,
-            Loader::Demo {
-                delay: Duration::ZERO,
-            },
+            Arc::new(DemoLoader::new(Duration::ZERO)),
             Cluster {
                 peers: Arc::new(unsigned_client()),
                 ring: RingView::new(ring),
@@ -173,7 +171,7 @@ async fn signed_requests_pass() {
         .await
         .expect("store");
     let stored = server.group.get("k", Requester::Peer).await.expect("get");
-    assert_eq!(stored.value.bytes, Bytes::from_static(b"stored"));
+    assert_eq!(stored.fresh.value.bytes, Bytes::from_static(b"stored"));
 
     peers
         .remove(&server.member, "g", "k", None)
@@ -360,7 +358,7 @@ async fn replays_skew_and_tampering_are_refused() {
 
     // The value stored by the one genuine PUT is intact.
     let stored = server.group.get("k", Requester::Peer).await.expect("get");
-    assert_eq!(stored.value.bytes, Bytes::from_static(b"v1"));
+    assert_eq!(stored.fresh.value.bytes, Bytes::from_static(b"v1"));
 }
 
 #[tokio::test]
@@ -437,10 +435,7 @@ async fn peeks_and_handoffs_are_signed_like_every_peer_request() {
         .expect("a hit");
     assert_eq!(copy.value.bytes, Bytes::from_static(b"handed"));
     assert_eq!(copy.version, Version(5));
-    assert!(
-        copy.remaining_ttl
-            .is_some_and(|ttl| ttl <= Duration::from_secs(60))
-    );
+    assert!(copy.ttl.is_some_and(|ttl| ttl <= Duration::from_secs(60)));
 
     // An acknowledged DELETE is not undone by a late copy of the old value.
     let deleted = signed

@@ -1,0 +1,254 @@
+//! The wiring: builds the groups, the rings, the membership source and the
+//! servers from a [`Config`], and returns the [`NodeHandle`] that owns them.
+//!
+//! The channels, each made once here:
+//! - membership snapshots (`Membership::members`): from gossip or a fixed
+//!   list, read by the ring follower, the admin API and the cross-check;
+//! - terminating addresses (`terminating`): from the EndpointSlice
+//!   cross-check to the ring follower, which leaves them off the ring;
+//! - rings (`rings`): from the ring follower to the groups, the admin API
+//!   and the shutdown's handoff, with the previous rings kept for
+//!   previous-owner lookups;
+//! - the keyring: from its file watch to gossip and to the peer client and
+//!   server, so a reloaded one applies at once.
+//!
+//! Gossip's own channels (copy drops, invalidations, announces, joined)
+//! are made in `membership`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::membership::Membership;
+use super::rings::{follow_membership, publish_membership_metrics, ring_of};
+use super::{Background, Listeners, NodeError, NodeHandle, install_crypto_provider};
+use crate::cache::{Clock, Cluster, DynLoader, Group, Groups, RingView};
+use crate::config::{Config, GroupConfig, MembershipConfig};
+use crate::discovery::kubernetes::Terminating;
+use crate::http::admin::{self, AdminState, Readiness};
+use crate::http::close_connections_while_draining;
+use crate::http::service::{self, ServiceState};
+use crate::loader;
+use crate::metrics::Metrics;
+use crate::peer::client::HttpPeers;
+use crate::peer::server::{self as peer_server, PeerState};
+use crate::ring::{RingHistory, Rings};
+use crate::security::{self, Keyring};
+
+pub(super) async fn start(
+    config: Config,
+    mut loaders: BTreeMap<String, Arc<dyn DynLoader>>,
+    listeners: Listeners,
+) -> Result<NodeHandle, NodeError> {
+    install_crypto_provider();
+    let metrics = Arc::new(Metrics::new());
+    let self_id = config.node.member_id();
+    let mut background = Background::new();
+    let addrs = listeners.addrs().map_err(|source| NodeError::Bind {
+        what: "service",
+        addr: std::net::SocketAddr::new(config.node.service_bind, config.node.ports.service),
+        source,
+    })?;
+
+    let keyring = match &config.keyring_file {
+        Some(path) => {
+            let initial = Keyring::load(path)?;
+            info!(path = %path.display(), keys = initial.len(), fingerprints = %initial.fingerprints(), "keyring loaded");
+            Some(security::spawn_watch(
+                path.clone(),
+                initial,
+                background.stop.clone(),
+            ))
+        }
+        None => None,
+    };
+    let mut peers = HttpPeers::new(&config.peer, config.churn.peek_timeout)
+        .map_err(|e| NodeError::Client(e.to_string()))?;
+    if let Some(keyring) = &keyring {
+        peers = peers.with_signing(self_id, keyring.clone());
+    }
+    let mut membership = Membership::start(&config, keyring.clone(), &metrics).await?;
+
+    // The ring, and the rings before it for previous-owner lookups. A
+    // member that left may still be asked while it drains: about as long as
+    // this node's own drain, plus a second for the leave to spread.
+    let (terminating_tx, terminating_rx) = watch::channel(Terminating::default());
+    let window = config.churn.previous_rings_window.unwrap_or_default();
+    let leaver_grace = config.node.drain + Duration::from_secs(1);
+    let history = RingHistory::new(Rings::new(
+        self_id,
+        ring_of(&membership.members.borrow(), &terminating_rx.borrow()),
+        window,
+        leaver_grace,
+        tokio::time::Instant::now(),
+    ));
+    let (rings_tx, rings) = watch::channel(Arc::new(history.rings().clone()));
+    publish_membership_metrics(
+        &metrics,
+        &membership.members.borrow(),
+        rings.borrow().current().len(),
+    );
+    background.spawn(follow_membership(
+        membership.members.clone(),
+        terminating_rx,
+        history,
+        rings_tx,
+        Arc::clone(&metrics),
+        background.stop.clone(),
+    ));
+
+    let cluster = Cluster {
+        peers: Arc::new(peers),
+        ring: RingView::new(rings.clone()),
+        copy_drops: membership.copy_drops.clone(),
+        clock: Arc::new(Clock::default()),
+        successor_failover: config.churn.successor_failover,
+        remember_writes: window,
+    };
+    let origin_client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()
+        .map_err(|e| NodeError::Client(e.to_string()))?;
+    let mut group_configs = config.groups.clone();
+    for name in loaders.keys() {
+        group_configs.entry(name.clone()).or_default();
+    }
+    let groups = group_configs.into_iter().map(|(name, group_config)| {
+        let loader = loaders
+            .remove(&name)
+            .unwrap_or_else(|| loader::from_config(&group_config.loader, &origin_client));
+        Arc::new(Group::new(
+            &name,
+            group_config,
+            loader,
+            cluster.clone(),
+            metrics.group(&name),
+        ))
+    });
+    let groups = Arc::new(Groups::new(
+        groups.collect::<Vec<_>>(),
+        config.default_group.as_deref(),
+    ));
+
+    let readiness = Arc::new(Readiness::default());
+    let service = service::router(Arc::new(ServiceState {
+        groups: Arc::clone(&groups),
+        max_key: config.node.max_key,
+        readiness: Arc::clone(&readiness),
+    }));
+    let peer_state = Arc::new(PeerState {
+        groups: Arc::clone(&groups),
+        metrics: Arc::clone(&metrics),
+    });
+    let peer = match &keyring {
+        Some(keyring) => peer_server::signed_router(peer_state, keyring.clone()),
+        None => peer_server::router(peer_state),
+    };
+    let peer = close_connections_while_draining(peer, Arc::clone(&readiness));
+    let admin = admin::router(Arc::new(AdminState {
+        groups: Arc::clone(&groups),
+        metrics: Arc::clone(&metrics),
+        members: membership.members.clone(),
+        ring: rings.clone(),
+        readiness: Arc::clone(&readiness),
+        max_key: config.node.max_key,
+    }));
+
+    log_start(&config, &listeners, &groups, keyring.is_some());
+    let stop_serving = CancellationToken::new();
+    let mut servers = JoinSet::new();
+    for (name, listener, router) in [
+        ("service", listeners.service, service),
+        ("peer", listeners.peer, peer),
+        ("admin", listeners.admin, admin),
+    ] {
+        let stop = stop_serving.clone().cancelled_owned();
+        servers.spawn(async move {
+            if let Err(error) = axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                warn!(server = name, %error, "server stopped with an error");
+            }
+        });
+    }
+    // Last, so a fixed membership's node is ready only once it serves.
+    membership.spawn_helpers(
+        &config,
+        &groups,
+        &readiness,
+        terminating_tx,
+        &metrics,
+        &mut background,
+    )?;
+    Ok(NodeHandle {
+        config,
+        groups,
+        readiness,
+        membership,
+        rings,
+        servers,
+        stop_serving,
+        background,
+        addrs,
+    })
+}
+
+fn log_start(config: &Config, listeners: &Listeners, groups: &Groups, authenticated: bool) {
+    let addr = |listener: &tokio::net::TcpListener| {
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    };
+    let membership = match &config.membership {
+        MembershipConfig::Lone => "lone".to_owned(),
+        MembershipConfig::Static(peers) => format!("fixed ({} peers)", peers.len()),
+        MembershipConfig::Gossip(gossip) => format!("gossip (seeds {})", gossip.seeds.join(",")),
+    };
+    let mut names: Vec<&str> = groups.iter().map(|g| g.name()).collect();
+    names.sort_unstable();
+    info!(
+        node = %config.node.name,
+        service = %addr(&listeners.service),
+        peer = %addr(&listeners.peer),
+        admin = %addr(&listeners.admin),
+        gossip = %std::net::SocketAddr::new(config.node.bind, config.node.ports.gossip),
+        advertise = %config.node.advertise,
+        membership = %membership,
+        authenticated,
+        groups = %names.join(","),
+        default_group = config.default_group.as_deref().unwrap_or("-"),
+        "shoal node started"
+    );
+}
+
+/// The settings of a group a program brings a loader for but the config
+/// does not name.
+impl Default for GroupConfig {
+    fn default() -> Self {
+        use crate::config::{
+            DEFAULT_CAPACITY, DEFAULT_DEMO_DELAY, DEFAULT_HOT_FRACTION, DEFAULT_HOT_TTL,
+            DEFAULT_MAX_VALUE, LoaderConfig,
+        };
+        Self {
+            capacity: DEFAULT_CAPACITY,
+            hot_fraction: DEFAULT_HOT_FRACTION,
+            ttl: None,
+            hot_ttl: Some(DEFAULT_HOT_TTL),
+            negative_ttl: None,
+            read_only: false,
+            max_value: DEFAULT_MAX_VALUE,
+            // Never called: the program's loader stands in for it.
+            loader: LoaderConfig::Demo {
+                delay: DEFAULT_DEMO_DELAY,
+            },
+        }
+    }
+}
