@@ -1,7 +1,8 @@
 //! A real DNS server inside the test process, for headless-Service-style
 //! seeding: one name answers with every address currently set for it.
 //!
-//! It listens on `127.0.0.1:PORT` over UDP and TCP (the same port), parses
+//! It listens on `127.0.0.1:PORT` (or [`DnsServer::start_on`]'s address)
+//! over UDP and TCP (the same port), parses
 //! queries and builds answers with hickory-proto (the real wire format):
 //! A and AAAA records for names it holds, TTL 0 so nobody caches them
 //! (unless a test sets one),
@@ -51,7 +52,13 @@ pub struct DnsServer {
 impl DnsServer {
     /// Binds UDP and TCP on one free port of 127.0.0.1 and starts serving.
     pub async fn start() -> Self {
-        let (udp, tcp) = bind_pair();
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST)).await
+    }
+
+    /// As [`DnsServer::start`], on `ip`: for nodes that cannot reach the
+    /// test's loopback, such as ones in network namespaces.
+    pub async fn start_on(ip: IpAddr) -> Self {
+        let (udp, tcp) = bind_pair(ip);
         let addr = udp.local_addr().expect("dns: local addr");
         let zone = Arc::new(Zone::default());
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -128,11 +135,11 @@ fn normalize(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// A UDP socket and a TCP listener on the same free port.
-fn bind_pair() -> (std::net::UdpSocket, std::net::TcpListener) {
+/// A UDP socket and a TCP listener on the same free port of `ip`.
+fn bind_pair(ip: IpAddr) -> (std::net::UdpSocket, std::net::TcpListener) {
     let mut last = None;
     for _ in 0..100 {
-        let udp = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("dns: bind udp");
+        let udp = std::net::UdpSocket::bind((ip, 0)).expect("dns: bind udp");
         let addr = udp.local_addr().expect("dns: udp addr");
         match std::net::TcpListener::bind(addr) {
             Ok(tcp) => {

@@ -338,6 +338,8 @@ pub struct NodeSpec {
     pub peers: Vec<IpAddr>,
     pub extra_args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Words run before the binary, e.g. `ip netns exec NS`; empty: none.
+    pub wrapper: Vec<String>,
 }
 
 impl NodeSpec {
@@ -348,6 +350,7 @@ impl NodeSpec {
             peers: Vec::new(),
             extra_args: Vec::new(),
             env: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 
@@ -372,6 +375,13 @@ impl NodeSpec {
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra_args.push(arg.into());
+        self
+    }
+
+    /// Starts the binary through `wrapper` (`ip netns exec NS`, say), which
+    /// must exec it in place so the node's pid is shoal's own.
+    pub fn wrapped_in(mut self, wrapper: Vec<String>) -> Self {
+        self.wrapper = wrapper;
         self
     }
 }
@@ -408,7 +418,19 @@ fn clean_env(command: &mut Command) {
 /// A command for the shoal binary that dies with the test (PR_SET_PDEATHSIG),
 /// so a killed test run leaves no node holding its ports.
 pub fn shoal_command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    shoal_command_wrapped(&[])
+}
+
+/// [`shoal_command`] started through `wrapper` (nothing if it is empty).
+pub fn shoal_command_wrapped(wrapper: &[String]) -> Command {
+    let mut command = match wrapper.split_first() {
+        None => Command::new(env!("CARGO_BIN_EXE_shoal")),
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(env!("CARGO_BIN_EXE_shoal"));
+            command
+        }
+    };
     clean_env(&mut command);
     command.stdin(Stdio::null());
     // SAFETY: prctl is async-signal-safe and touches no memory of ours.
@@ -431,7 +453,7 @@ impl Node {
         let name = format!("node-{}", spec.ip.to_string().replace('.', "-"));
         let log_path = dir.path().join("node.log");
         let log = std::fs::File::create(&log_path).expect("create the node's log file");
-        let mut command = shoal_command();
+        let mut command = shoal_command_wrapped(&spec.wrapper);
         command
             .stdout(log.try_clone().expect("clone the log file handle"))
             .stderr(log)
@@ -837,8 +859,8 @@ struct OriginState {
     seen: Mutex<Vec<Seen>>,
 }
 
-/// A counting HTTP origin on `127.0.0.1:0`. Behaviour by key prefix (on the
-/// decoded key):
+/// A counting HTTP origin on `127.0.0.1:0` (or [`Origin::start_on`]'s
+/// address). Behaviour by key prefix (on the decoded key):
 ///
 /// | prefix | answer |
 /// |---|---|
@@ -859,11 +881,17 @@ pub struct Origin {
 
 impl Origin {
     pub async fn start() -> Self {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST)).await
+    }
+
+    /// As [`Origin::start`], on `ip` (port 0): for nodes that cannot reach
+    /// the test's loopback, such as ones in network namespaces.
+    pub async fn start_on(ip: IpAddr) -> Self {
         let state = Arc::new(OriginState::default());
         let app = Router::new()
             .fallback(origin_handler)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
             .await
             .expect("bind the origin");
         let addr = listener.local_addr().expect("origin address");
