@@ -263,7 +263,7 @@ pub async fn serve(
             loops.spawn(broadcast_copy_drops(rx, sender.clone()));
         }
         let me = SocketAddr::new(config.node.advertise, config.node.ports.gossip);
-        let seeds = Seed::parse_all(&gossip_config.seeds, config.node.ports.gossip)?;
+        let seeds = gossip_config.seeds.clone();
         let resolver = SeedResolver::new(gossip_config.dns_server)?;
         let (announce_tx, announce_rx) = mpsc::channel(64);
         let (ready_tx, ready_rx) = watch::channel(false);
@@ -590,7 +590,10 @@ fn log_start(config: &Config, listeners: &Listeners, authenticated: bool) {
     let membership = match &config.membership {
         MembershipConfig::Lone => "lone".to_owned(),
         MembershipConfig::Static(peers) => format!("fixed ({} peers)", peers.len()),
-        MembershipConfig::Gossip(gossip) => format!("gossip (seeds {})", gossip.seeds.join(",")),
+        MembershipConfig::Gossip(gossip) => {
+            let seeds: Vec<String> = gossip.seeds.iter().map(Seed::to_string).collect();
+            format!("gossip (seeds {})", seeds.join(","))
+        }
     };
     info!(
         node = %config.node.name,

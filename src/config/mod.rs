@@ -6,6 +6,7 @@
 
 mod cli;
 mod file;
+mod seed;
 mod units;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ pub use units::{Size, parse_duration};
 
 pub use file::SwimProfile;
 use file::{FileChurn, FileConfig, FileGroup, FileKubernetes, FileLoader, FileMembership};
+pub use seed::{Seed, SeedError, SeedHost};
 
 pub const DEFAULT_SERVICE_PORT: u16 = 3000;
 pub const DEFAULT_PEER_PORT: u16 = 8000;
@@ -178,8 +180,8 @@ pub enum MembershipConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GossipConfig {
-    /// `HOST[:PORT]` seeds; a name stands for every address it resolves to.
-    pub seeds: Vec<String>,
+    /// The seeds, parsed; a name stands for every address it resolves to.
+    pub seeds: Vec<Seed>,
     pub resolve_interval: Duration,
     /// DNS server for seed lookups; `None`: the system resolver.
     pub dns_server: Option<SocketAddr>,
@@ -759,10 +761,8 @@ fn gossip_membership(
     resolve_interval: Option<Duration>,
     swim: SwimConfig,
 ) -> Result<MembershipConfig, ConfigError> {
-    for seed in &seeds {
-        crate::discovery::Seed::parse(seed, node.ports.gossip)
-            .map_err(|error| ConfigError::field(field, error.to_string()))?;
-    }
+    let seeds = Seed::parse_all(&seeds, node.ports.gossip)
+        .map_err(|error| ConfigError::field(field, error.to_string()))?;
     let resolve_interval = resolve_interval.unwrap_or(DEFAULT_RESOLVE_INTERVAL);
     if resolve_interval.is_zero() {
         return Err(ConfigError::field(
@@ -1320,5 +1320,27 @@ mod tests {
             text.starts_with("config file shoal.yaml, line 3, field `groups.g.ttl`"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn seeds_are_parsed_once_and_bad_ones_name_the_field() {
+        let text = format!("discovery: {{ seeds: ['shoal-gossip', '10.0.0.7:7000'] }}\n{GROUPS}");
+        let config = resolve(&cli(&[]), Some(&file(&text)), &host()).expect("valid");
+        let MembershipConfig::Gossip(gossip) = &config.membership else {
+            panic!("gossip membership expected");
+        };
+        let seeds: Vec<String> = gossip.seeds.iter().map(Seed::to_string).collect();
+        assert_eq!(seeds, ["shoal-gossip:7946", "10.0.0.7:7000"]);
+
+        let error =
+            resolve(&cli(&["--seed", "a.example,b:x"]), None, &host()).expect_err("bad seed");
+        assert_eq!(error.field.as_deref(), Some("--seed"));
+        assert_eq!(error.file, None);
+        assert!(error.to_string().contains("seed \"b:x\": port"), "{error}");
+
+        let text = format!("discovery: {{ seeds: ['[fd00::7'] }}\n{GROUPS}");
+        let error = resolve(&cli(&[]), Some(&file(&text)), &host()).expect_err("bad seed");
+        assert_eq!(error.field.as_deref(), Some("discovery.seeds"));
+        assert_eq!(error.file, Some(PathBuf::from("shoal.yaml")));
     }
 }
