@@ -1,13 +1,37 @@
-//! The config file as written: every field optional, unknown fields refused.
-//! `super::resolve` merges it with flags and environment and validates it.
+//! The config file: read whole by [`read_file`], then parsed as written,
+//! every field optional, unknown fields refused. `super::resolve` merges it
+//! with flags and environment and validates it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::ConfigError;
 use super::units::{Size, duration};
+
+/// Reads a config file whole; [`resolve`](super::resolve) parses it.
+pub fn read_file(path: &Path) -> Result<FileConfigText, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: Some(path.to_owned()),
+        line: None,
+        field: None,
+        message: format!("cannot read it: {e}"),
+    })?;
+    Ok(FileConfigText {
+        path: path.to_owned(),
+        text,
+    })
+}
+
+/// A config file's path and contents.
+#[derive(Debug, Clone)]
+pub struct FileConfigText {
+    pub path: PathBuf,
+    pub text: String,
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,7 +156,8 @@ pub struct FileGroup {
     pub negative_ttl: Option<Duration>,
     pub read_only: Option<bool>,
     pub max_value: Option<Size>,
-    pub loader: FileLoader,
+    /// Required but where a program embedding shoal gives the loader.
+    pub loader: Option<FileLoader>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,11 +1,12 @@
 //! Finding the cluster: gossip seeds, resolved through DNS again and again.
 //!
 //! A seed is `HOST[:PORT]`, an IP address or a DNS name (a headless Service
-//! whose A/AAAA records are the pods). [`run_seed_loop`] resolves the seeds,
-//! hands the gossip driver a few addresses not yet in the membership to
-//! announce to, and says when the node may call itself ready. Its parts:
+//! whose A/AAAA records are the pods), parsed once by config into a
+//! [`Seed`] (re-exported here from [`crate::config`]). [`run_seed_loop`]
+//! resolves the seeds, hands the gossip driver a few addresses not yet in
+//! the membership to announce to, and says when the node may call itself
+//! ready. Its parts:
 //!
-//! - `seed`: parsing `HOST[:PORT]`. Pure.
 //! - `resolver`: [`SeedResolver`], the only place hickory-resolver is used.
 //! - `schedule`: when to resolve again, whom to announce to, the readiness
 //!   rule. Pure: time and randomness are inputs.
@@ -19,11 +20,10 @@
 pub mod kubernetes;
 mod resolver;
 mod schedule;
-mod seed;
 
+pub use crate::config::{Seed, SeedHost};
 pub use resolver::{Resolved, SeedResolver};
 pub use schedule::{DEFAULT_FANOUT, FIRST_RETRY, Schedule, alone, announce_targets, ready};
-pub use seed::{Seed, SeedHost};
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -38,8 +38,6 @@ use tracing::{debug, info, warn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
-    #[error("seed {input:?}: {reason}")]
-    BadSeed { input: String, reason: String },
     #[error("cannot use the system DNS configuration: {0}")]
     SystemDns(String),
     #[error("cannot use DNS server {server}: {reason}")]

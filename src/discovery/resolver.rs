@@ -16,7 +16,7 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 
 use super::DiscoveryError;
-use super::seed::{Seed, SeedHost};
+use crate::config::{Seed, SeedHost};
 
 /// How long one query to a given DNS server waits for its answer.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);

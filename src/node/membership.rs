@@ -17,7 +17,7 @@ use crate::config::{Config, GossipConfig, KubernetesConfig, MembershipConfig};
 use crate::discovery::kubernetes::{
     self, CrossCheckOutputs, CrossCheckSettings, SwimMember, Terminating,
 };
-use crate::discovery::{self, Seed, SeedResolver, SeedSettings};
+use crate::discovery::{self, SeedResolver, SeedSettings};
 use crate::http::admin::Readiness;
 use crate::membership::{Gossip, GossipSender, GossipSettings, Invalidation, Members, NodeId};
 use crate::metrics::Metrics;
@@ -126,7 +126,7 @@ impl Membership {
             ));
         }
         let me = SocketAddr::new(config.node.advertise, config.node.ports.gossip);
-        let seeds = Seed::parse_all(&gossip_config.seeds, config.node.ports.gossip)?;
+        let seeds = gossip_config.seeds.clone();
         let resolver = SeedResolver::new(gossip_config.dns_server)?;
         // Addresses to announce to: from the seed loop and the cross-check.
         let (announce_tx, announce_rx) = mpsc::channel(64);

@@ -210,7 +210,10 @@ fn log_start(config: &Config, listeners: &Listeners, groups: &Groups, authentica
     let membership = match &config.membership {
         MembershipConfig::Lone => "lone".to_owned(),
         MembershipConfig::Static(peers) => format!("fixed ({} peers)", peers.len()),
-        MembershipConfig::Gossip(gossip) => format!("gossip (seeds {})", gossip.seeds.join(",")),
+        MembershipConfig::Gossip(gossip) => {
+            let seeds: Vec<String> = gossip.seeds.iter().map(ToString::to_string).collect();
+            format!("gossip (seeds {})", seeds.join(","))
+        }
     };
     let mut names: Vec<&str> = groups.iter().map(|g| g.name()).collect();
     names.sort_unstable();
@@ -227,28 +230,4 @@ fn log_start(config: &Config, listeners: &Listeners, groups: &Groups, authentica
         default_group = config.default_group.as_deref().unwrap_or("-"),
         "shoal node started"
     );
-}
-
-/// The settings of a group a program brings a loader for but the config
-/// does not name.
-impl Default for GroupConfig {
-    fn default() -> Self {
-        use crate::config::{
-            DEFAULT_CAPACITY, DEFAULT_DEMO_DELAY, DEFAULT_HOT_FRACTION, DEFAULT_HOT_TTL,
-            DEFAULT_MAX_VALUE, LoaderConfig,
-        };
-        Self {
-            capacity: DEFAULT_CAPACITY,
-            hot_fraction: DEFAULT_HOT_FRACTION,
-            ttl: None,
-            hot_ttl: Some(DEFAULT_HOT_TTL),
-            negative_ttl: None,
-            read_only: false,
-            max_value: DEFAULT_MAX_VALUE,
-            // Never called: the program's loader stands in for it.
-            loader: LoaderConfig::Demo {
-                delay: DEFAULT_DEMO_DELAY,
-            },
-        }
-    }
 }

@@ -4,16 +4,26 @@
 //! IPv6 addresses take a port only in brackets (`[fd00::7]:7946`); a bare
 //! IPv6 address (`fd00::7`) is allowed and gets the default port, which is
 //! this node's gossip port.
+//!
+//! Config parses the seeds once, into [`Seed`]s in
+//! [`GossipConfig::seeds`](super::GossipConfig::seeds); discovery resolves
+//! those and never sees the text.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-
-use super::DiscoveryError;
 
 /// Longest DNS name in its text form, without the trailing dot (RFC 1035).
 const MAX_NAME: usize = 253;
 /// Longest label of a DNS name (RFC 1035).
 const MAX_LABEL: usize = 63;
+
+/// A seed that is not `HOST[:PORT]`: the text as given, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("seed {input:?}: {reason}")]
+pub struct SeedError {
+    pub input: String,
+    pub reason: String,
+}
 
 /// Where a seed points: an address, or a name that stands for every address
 /// it resolves to.
@@ -24,6 +34,7 @@ pub enum SeedHost {
     Name(String),
 }
 
+/// A parsed seed: a host and the gossip port to reach it on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Seed {
     pub host: SeedHost,
@@ -33,8 +44,8 @@ pub struct Seed {
 
 impl Seed {
     /// Parses `HOST[:PORT]`; a missing port is `default_port`.
-    pub fn parse(text: &str, default_port: u16) -> Result<Seed, DiscoveryError> {
-        parse(text.trim(), default_port).map_err(|reason| DiscoveryError::BadSeed {
+    pub fn parse(text: &str, default_port: u16) -> Result<Seed, SeedError> {
+        parse(text.trim(), default_port).map_err(|reason| SeedError {
             input: text.to_owned(),
             reason,
         })
@@ -44,7 +55,7 @@ impl Seed {
     pub fn parse_all<S: AsRef<str>>(
         texts: &[S],
         default_port: u16,
-    ) -> Result<Vec<Seed>, DiscoveryError> {
+    ) -> Result<Vec<Seed>, SeedError> {
         texts
             .iter()
             .map(|text| Seed::parse(text.as_ref(), default_port))

@@ -1,0 +1,199 @@
+//! The `groups` and `default_group` sections. Without a config file the
+//! node runs the built-in demo group; a file replaces it entirely.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::Source;
+use crate::config::file::{FileGroup, FileLoader};
+use crate::config::{
+    ConfigError, DEFAULT_CAPACITY, DEFAULT_DEMO_DELAY, DEFAULT_HOT_FRACTION, DEFAULT_HOT_TTL,
+    DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_VALUE, DEMO_GROUP, GroupConfig, LoaderConfig,
+    MAX_VALUE_LIMIT, PeerConfig, UrlTemplate,
+};
+
+/// The groups and the default group. Every loader must finish within
+/// `peer.timeout`, or a peer would give up on an owner still loading.
+pub(super) fn resolve(
+    from: Source,
+    groups: Option<BTreeMap<String, FileGroup>>,
+    default_group: Option<String>,
+    peer: &PeerConfig,
+) -> Result<(BTreeMap<String, GroupConfig>, Option<String>), ConfigError> {
+    let (groups, default_group) = match (from, groups) {
+        (Source::Flags, _) => (demo_groups(), Some(DEMO_GROUP.to_owned())),
+        (Source::File, None) => {
+            return Err(ConfigError::field(
+                "groups",
+                "the config file has no groups; a config file replaces the built-in demo, so it must define at least one group",
+            ));
+        }
+        (Source::Embedded, None) => (BTreeMap::new(), default_group),
+        (from, Some(groups)) => (resolve_groups(groups, from)?, default_group),
+    };
+    if groups.is_empty() && from != Source::Embedded {
+        return Err(ConfigError::field("groups", "define at least one group"));
+    }
+    if let Some(default) = &default_group
+        && !groups.contains_key(default)
+    {
+        return Err(ConfigError::field(
+            "default_group",
+            format!(
+                "`{default}` is not one of the groups ({})",
+                group_names(&groups)
+            ),
+        ));
+    }
+    for (group_name, group) in &groups {
+        let slowest = group.loader.max_duration();
+        if peer.timeout <= slowest {
+            return Err(ConfigError::field(
+                "peer.timeout",
+                format!(
+                    "{} must exceed every loader timeout, and group `{group_name}` may take {}",
+                    humantime::format_duration(peer.timeout),
+                    humantime::format_duration(slowest)
+                ),
+            ));
+        }
+    }
+    Ok((groups, default_group))
+}
+
+fn demo_groups() -> BTreeMap<String, GroupConfig> {
+    let heavy = GroupConfig {
+        loader: LoaderConfig::Demo {
+            delay: DEFAULT_DEMO_DELAY,
+        },
+        ..GroupConfig::default()
+    };
+    BTreeMap::from([(DEMO_GROUP.to_owned(), heavy)])
+}
+
+fn group_names(groups: &BTreeMap<String, GroupConfig>) -> String {
+    groups
+        .keys()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Group names travel unescaped in URLs, metric labels and log lines.
+fn validate_group_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a group name cannot be empty".into());
+    }
+    if name.starts_with('_') {
+        return Err(format!(
+            "`{name}`: group names may not start with `_` (reserved for /_stats and other built-in paths)"
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("`{name}` is not a usable group name"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(format!(
+            "`{name}`: group names may use only letters, digits, `-`, `_` and `.`"
+        ));
+    }
+    Ok(())
+}
+
+fn resolve_groups(
+    groups: BTreeMap<String, FileGroup>,
+    from: Source,
+) -> Result<BTreeMap<String, GroupConfig>, ConfigError> {
+    let mut resolved = BTreeMap::new();
+    for (name, group) in groups {
+        validate_group_name(&name).map_err(|m| ConfigError::field(format!("groups.{name}"), m))?;
+        let config = resolve_group(&name, group, from)?;
+        resolved.insert(name, config);
+    }
+    Ok(resolved)
+}
+
+fn nonzero(duration: Option<Duration>) -> Option<Duration> {
+    duration.filter(|d| !d.is_zero())
+}
+
+fn resolve_group(name: &str, group: FileGroup, from: Source) -> Result<GroupConfig, ConfigError> {
+    let field = |suffix: &str| format!("groups.{name}.{suffix}");
+    let capacity = group.capacity.map_or(DEFAULT_CAPACITY, |s| s.0);
+    if capacity == 0 {
+        return Err(ConfigError::field(field("capacity"), "must be above 0"));
+    }
+    let hot_fraction = group.hot_fraction.unwrap_or(DEFAULT_HOT_FRACTION);
+    if !(0.0..=1.0).contains(&hot_fraction) {
+        return Err(ConfigError::field(
+            field("hot_fraction"),
+            format!("{hot_fraction} is not between 0 and 1"),
+        ));
+    }
+    let max_value = group.max_value.map_or(DEFAULT_MAX_VALUE, |s| s.0);
+    if max_value == 0 || max_value > MAX_VALUE_LIMIT {
+        return Err(ConfigError::field(
+            field("max_value"),
+            "must be between 1 byte and 1GiB",
+        ));
+    }
+    let loader = match group.loader {
+        None if from == Source::Embedded => LoaderConfig::Embedded,
+        None => {
+            return Err(ConfigError::field(
+                field("loader"),
+                "missing: say where values come from (`demo: {}` or `http: { url: ... }`)",
+            ));
+        }
+        Some(loader) => loader,
+    };
+    let loader = match loader {
+        FileLoader::Demo(demo) => LoaderConfig::Demo {
+            delay: demo.delay.unwrap_or(DEFAULT_DEMO_DELAY),
+        },
+        FileLoader::Http(http) => {
+            let url = UrlTemplate::parse(&http.url)
+                .map_err(|m| ConfigError::field(field("loader.http.url"), m))?;
+            let timeout = http.timeout.unwrap_or(DEFAULT_HTTP_TIMEOUT);
+            if timeout.is_zero() {
+                return Err(ConfigError::field(
+                    field("loader.http.timeout"),
+                    "must be above 0",
+                ));
+            }
+            let mut headers = HeaderMap::new();
+            for (header, value) in http.headers {
+                let header_field = || field(&format!("loader.http.headers.{header}"));
+                let header_name = HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| ConfigError::field(header_field(), "not a valid header name"))?;
+                let header_value = HeaderValue::from_str(&value).map_err(|_| {
+                    ConfigError::field(
+                        header_field(),
+                        "not a valid header value (no control characters)",
+                    )
+                })?;
+                headers.insert(header_name, header_value);
+            }
+            LoaderConfig::Http {
+                url,
+                timeout,
+                headers,
+            }
+        }
+    };
+    Ok(GroupConfig {
+        capacity,
+        hot_fraction,
+        ttl: nonzero(group.ttl),
+        hot_ttl: nonzero(group.hot_ttl.or(Some(DEFAULT_HOT_TTL))),
+        negative_ttl: nonzero(group.negative_ttl),
+        read_only: group.read_only.unwrap_or(false),
+        max_value,
+        loader,
+    })
+}
