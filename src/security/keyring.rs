@@ -423,6 +423,12 @@ mod tests {
     }
 
     #[test]
+    fn a_fingerprint_is_the_start_of_the_keys_sha256_in_lowercase_hex() {
+        let keyring = Keyring::new([key(1), key(2)]).expect("keys");
+        assert_eq!(keyring.fingerprints(), "72cd6e84,75877bb4");
+    }
+
+    #[test]
     fn load_names_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("keyring");

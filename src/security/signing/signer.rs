@@ -51,7 +51,8 @@ impl Signer {
         self.sign_with_nonce(keyring, request, now, rand::random(), headers);
     }
 
-    fn sign_with_nonce(
+    /// [`Signer::sign`] with a given nonce.
+    pub(super) fn sign_with_nonce(
         &self,
         keyring: &Keyring,
         request: &RequestParts<'_>,

@@ -72,6 +72,27 @@ fn round_trip() {
 }
 
 #[test]
+fn a_fixed_nonce_gives_fixed_headers() {
+    // The other nodes of a rolling upgrade read the same format: these values
+    // were computed apart from this code, from the module documentation.
+    let mut headers = HeaderMap::new();
+    Signer::new("a:1").expect("sender").sign_with_nonce(
+        &keyring(&[1]),
+        &put(),
+        NOW,
+        0x0123_4567_89ab_cdef,
+        &mut headers,
+    );
+    assert_eq!(headers[TIMESTAMP_HEADER], "1700000000");
+    assert_eq!(headers[NONCE_HEADER], "00000000000000000123456789abcdef");
+    assert_eq!(headers[SENDER_HEADER], "a:1");
+    assert_eq!(
+        headers[SIGNATURE_HEADER],
+        "9b8be0b2ff42935f0b795dbe8c5cca52390e165e2230120d10b362d90dbc4a11"
+    );
+}
+
+#[test]
 fn any_key_verifies_and_the_first_signs() {
     let old = keyring(&[0xa]);
     let rotating = keyring(&[0xb, 0xa]);
