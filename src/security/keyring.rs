@@ -92,7 +92,7 @@ impl Key {
     /// in hex. Safe to log; two nodes with the same fingerprint list hold
     /// the same keys.
     fn fingerprint(&self) -> String {
-        hex(&Sha256::digest(self.bytes)[..4])
+        hex::encode(&Sha256::digest(self.bytes)[..4])
     }
 }
 
@@ -323,16 +323,6 @@ pub fn spawn_watch(
     let (watch, receiver) = KeyringWatch::new(path, initial);
     tokio::spawn(watch.run(WATCH_INTERVAL, shutdown));
     receiver
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
-    }
-    out
 }
 
 #[cfg(test)]

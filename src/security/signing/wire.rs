@@ -6,7 +6,6 @@ use http::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use super::Refusal;
-use crate::security::keyring::hex;
 
 pub const TIMESTAMP_HEADER: &str = "x-shoal-timestamp";
 pub const NONCE_HEADER: &str = "x-shoal-nonce";
@@ -87,9 +86,9 @@ pub(super) fn insert_headers(
     let hex_value =
         |text: String| HeaderValue::try_from(text).expect("hex digits are a valid header value");
     headers.insert(TIMESTAMP_HEADER, HeaderValue::from(timestamp));
-    headers.insert(NONCE_HEADER, hex_value(format!("{nonce:032x}")));
+    headers.insert(NONCE_HEADER, hex_value(nonce_hex(nonce)));
     headers.insert(SENDER_HEADER, sender);
-    headers.insert(SIGNATURE_HEADER, hex_value(hex(signature)));
+    headers.insert(SIGNATURE_HEADER, hex_value(hex::encode(signature)));
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, Refusal> {
@@ -106,18 +105,16 @@ pub(super) fn valid_sender(sender: &str) -> bool {
         && sender.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// Exactly `2 * N` hex digits, either case.
 fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let digits = text.as_bytes();
-    if digits.len() != N * 2 {
-        return None;
-    }
     let mut out = [0u8; N];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        let high = char::from(pair[0]).to_digit(16)?;
-        let low = char::from(pair[1]).to_digit(16)?;
-        *byte = u8::try_from(high << 4 | low).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
+}
+
+/// A nonce as it is signed and sent: 32 lowercase hex digits.
+fn nonce_hex(nonce: u128) -> String {
+    hex::encode(nonce.to_be_bytes())
 }
 
 /// The text a signature covers, as laid out in the `signing` module's
@@ -129,8 +126,8 @@ pub(super) fn canonical(
     sender: &str,
 ) -> Vec<u8> {
     let timestamp = timestamp.to_string();
-    let nonce = format!("{nonce:032x}");
-    let body_digest = hex(&Sha256::digest(request.body));
+    let nonce = nonce_hex(nonce);
+    let body_digest = hex::encode(Sha256::digest(request.body));
     let fields: [&[u8]; 8] = [
         CONTEXT,
         request.method.as_bytes(),
