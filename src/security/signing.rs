@@ -19,12 +19,13 @@
 //! `x-shoal-sender` and `x-shoal-signature` (hex) headers.
 //!
 //! A verifier refuses a signature that no key makes, a timestamp more than
-//! [`MAX_SKEW`] away from its clock either way, and a nonce it accepted
+//! 60 s (`MAX_SKEW`) away from its clock either way, and a nonce it accepted
 //! before. Nonces are remembered only as long as their timestamp could pass
-//! the skew check, and at most [`NONCE_CAPACITY`] of them: when that many
-//! signed requests arrived within the window, more are refused rather than
-//! the table grown. Every request carries its own random nonce, so identical
-//! concurrent requests (the same GET from several nodes) all pass.
+//! the skew check, and at most a million (`NONCE_CAPACITY`) of them: when
+//! that many signed requests arrived within the window, more are refused
+//! rather than the table grown. Every request carries its own random nonce,
+//! so identical concurrent requests (the same GET from several nodes) all
+//! pass.
 //!
 //! Time is an input everywhere (`now`, unix seconds) so that tests need no
 //! clock.
@@ -33,7 +34,7 @@
 //!
 //! - `wire`: the canonical text and the four headers, both ways.
 //! - `signer`: the sending side, [`Signer`].
-//! - `verifier`: the receiving side, [`Verifier`] and its nonce table.
+//! - `verifier`: the receiving side, `Verifier` and its nonce table.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,15 +47,13 @@ mod verifier;
 mod wire;
 
 pub use signer::{InvalidSender, Signer};
-pub use verifier::{MAX_SKEW, NONCE_CAPACITY, Verifier};
-pub use wire::{
-    MAX_SENDER_LEN, NONCE_HEADER, Presented, RequestParts, SENDER_HEADER, SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-};
+pub(crate) use verifier::Verifier;
+pub(crate) use wire::Presented;
+pub use wire::{NONCE_HEADER, RequestParts, SENDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// Why a request was refused. [`Refusal::reason`] is its metric label.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     #[error(
         "the request is not signed: it carries no {header} header, and this node \
          accepts only signed peer requests"
@@ -85,7 +84,7 @@ pub enum Refusal {
 impl Refusal {
     /// A metric label: `missing-signature`, `bad-signature`, `clock-skew`,
     /// `replayed-nonce` or `nonce-table-full`.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Refusal::Missing { .. } => "missing-signature",
             Refusal::Malformed { .. } | Refusal::BadSignature => "bad-signature",

@@ -11,7 +11,7 @@ use crate::security::Keyring;
 /// A sender id that cannot go into a header.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("a sender id is 1 to {MAX_SENDER_LEN} visible ASCII characters (no spaces), not {0:?}")]
-pub struct InvalidSender(pub String);
+pub struct InvalidSender(pub(crate) String);
 
 /// Signs requests as one sender.
 #[derive(Debug, Clone)]
@@ -35,7 +35,8 @@ impl Signer {
         })
     }
 
-    pub fn sender(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn sender(&self) -> &str {
         &self.sender
     }
 

@@ -3,6 +3,8 @@
 use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 
+use super::verifier::MAX_SKEW;
+use super::wire::MAX_SENDER_LEN;
 use super::*;
 use crate::security::Keyring;
 use crate::security::keyring::KEY_LEN;

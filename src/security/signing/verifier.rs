@@ -12,14 +12,14 @@ use super::wire::{self, Presented, RequestParts};
 use crate::security::Keyring;
 
 /// The most a request's timestamp may differ from the verifier's clock.
-pub const MAX_SKEW: Duration = Duration::from_secs(60);
+pub(crate) const MAX_SKEW: Duration = Duration::from_secs(60);
 /// The most nonces a verifier remembers (about 20 MB).
-pub const NONCE_CAPACITY: usize = 1_000_000;
+pub(crate) const NONCE_CAPACITY: usize = 1_000_000;
 
 /// Checks signed requests and remembers their nonces. One per node, shared
 /// by every request it serves.
 #[derive(Debug)]
-pub struct Verifier {
+pub(crate) struct Verifier {
     max_skew: u64,
     capacity: usize,
     nonces: Mutex<NonceTable>,
@@ -34,7 +34,7 @@ impl Default for Verifier {
 impl Verifier {
     /// A verifier with other limits than the defaults ([`MAX_SKEW`],
     /// [`NONCE_CAPACITY`]).
-    pub fn new(max_skew: Duration, capacity: usize) -> Self {
+    pub(crate) fn new(max_skew: Duration, capacity: usize) -> Self {
         Self {
             max_skew: max_skew.as_secs(),
             capacity,
@@ -46,7 +46,7 @@ impl Verifier {
     /// `now` (unix seconds). Checks, in order: that a key of `keyring` made
     /// the signature, the clock skew, and that the nonce is new; the nonce
     /// is remembered only when all else passed.
-    pub fn verify(
+    pub(crate) fn verify(
         &self,
         keyring: &Keyring,
         presented: &Presented,
@@ -96,7 +96,8 @@ impl Verifier {
     }
 
     /// How many nonces are remembered now.
-    pub fn remembered(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
         self.nonces
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -12,7 +12,7 @@ pub const NONCE_HEADER: &str = "x-shoal-nonce";
 pub const SENDER_HEADER: &str = "x-shoal-sender";
 pub const SIGNATURE_HEADER: &str = "x-shoal-signature";
 /// The longest sender id accepted.
-pub const MAX_SENDER_LEN: usize = 255;
+pub(crate) const MAX_SENDER_LEN: usize = 255;
 
 const CONTEXT: &[u8] = b"shoal-peer-request-v1";
 const SIGNATURE_LEN: usize = 32;
@@ -30,15 +30,15 @@ pub struct RequestParts<'a> {
 /// The signature headers of a request, parsed but not yet checked. Parse
 /// them before reading the body: an unsigned request is refused at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Presented {
-    pub timestamp: u64,
-    pub nonce: u128,
-    pub sender: String,
+pub(crate) struct Presented {
+    pub(crate) timestamp: u64,
+    pub(crate) nonce: u128,
+    pub(crate) sender: String,
     pub(super) signature: [u8; SIGNATURE_LEN],
 }
 
 impl Presented {
-    pub fn from_headers(headers: &HeaderMap) -> Result<Self, Refusal> {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Self, Refusal> {
         let signature = header(headers, SIGNATURE_HEADER)?;
         let timestamp = header(headers, TIMESTAMP_HEADER)?;
         let nonce = header(headers, NONCE_HEADER)?;
