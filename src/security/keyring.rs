@@ -26,9 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// Length of every key, in bytes.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 /// How often [`spawn_watch`] re-reads the keyring file.
-pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Standard base64 that takes keys with or without their `=` padding.
 const KEY_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -92,7 +92,7 @@ impl Key {
     /// in hex. Safe to log; two nodes with the same fingerprint list hold
     /// the same keys.
     fn fingerprint(&self) -> String {
-        hex(&Sha256::digest(self.bytes)[..4])
+        hex::encode(&Sha256::digest(self.bytes)[..4])
     }
 }
 
@@ -116,7 +116,7 @@ impl Keyring {
     }
 
     /// Parses a keyring file's text.
-    pub fn parse(text: &str) -> Result<Self, ParseError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, ParseError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut keys = Vec::new();
         for (index, line) in text.lines().enumerate() {
@@ -131,7 +131,7 @@ impl Keyring {
     }
 
     /// Reads and parses a keyring file.
-    pub fn load(path: &Path) -> Result<Self, KeyringError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, KeyringError> {
         let text = std::fs::read_to_string(path).map_err(|source| KeyringError::Read {
             path: path.to_owned(),
             source,
@@ -152,17 +152,12 @@ impl Keyring {
         &self.keys
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.keys.len()
     }
 
-    /// Always false: a keyring holds at least one key.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// The keys' fingerprints, primary first, comma-separated: for logs.
-    pub fn fingerprints(&self) -> String {
+    pub(crate) fn fingerprints(&self) -> String {
         self.keys
             .iter()
             .map(Key::fingerprint)
@@ -212,7 +207,7 @@ fn decode_key(entry: &str, line: usize) -> Result<[u8; KEY_LEN], ParseError> {
 /// Kubernetes Secret volume swaps a `..data` symlink, which inotify on the
 /// file itself does not see. A missing or invalid file keeps the previous
 /// keyring and logs one warning per distinct problem.
-pub struct KeyringWatch {
+pub(crate) struct KeyringWatch {
     path: PathBuf,
     publish: watch::Sender<Arc<Keyring>>,
     /// The text last parsed, valid or not: unchanged text is not re-parsed.
@@ -224,7 +219,7 @@ pub struct KeyringWatch {
 impl KeyringWatch {
     /// A watch of `path` starting from `initial` (normally what
     /// [`Keyring::load`] just read from the same path).
-    pub fn new(path: PathBuf, initial: Keyring) -> (Self, watch::Receiver<Arc<Keyring>>) {
+    pub(crate) fn new(path: PathBuf, initial: Keyring) -> (Self, watch::Receiver<Arc<Keyring>>) {
         let (publish, receiver) = watch::channel(Arc::new(initial));
         let watch = Self {
             path,
@@ -237,7 +232,7 @@ impl KeyringWatch {
 
     /// Takes in one reading of the file; publishes a keyring that differs
     /// from the current one. Returns whether it published.
-    pub fn apply(&mut self, read: io::Result<String>) -> bool {
+    pub(crate) fn apply(&mut self, read: io::Result<String>) -> bool {
         let text = match read {
             Ok(text) => text,
             Err(error) => {
@@ -294,7 +289,7 @@ impl KeyringWatch {
 
     /// Re-reads the file every `interval` until `shutdown` is cancelled or
     /// every receiver is gone.
-    pub async fn run(mut self, interval: Duration, shutdown: CancellationToken) {
+    pub(crate) async fn run(mut self, interval: Duration, shutdown: CancellationToken) {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // The first tick is immediate; the caller has just read the file.
@@ -315,7 +310,7 @@ impl KeyringWatch {
 /// Watches `path` on a task of its own (every [`WATCH_INTERVAL`]), starting
 /// from `initial`, until `shutdown` is cancelled or every receiver is gone.
 /// Must be called within a tokio runtime.
-pub fn spawn_watch(
+pub(crate) fn spawn_watch(
     path: PathBuf,
     initial: Keyring,
     shutdown: CancellationToken,
@@ -323,16 +318,6 @@ pub fn spawn_watch(
     let (watch, receiver) = KeyringWatch::new(path, initial);
     tokio::spawn(watch.run(WATCH_INTERVAL, shutdown));
     receiver
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -420,6 +405,12 @@ mod tests {
         assert!(shown.contains(&keyring.fingerprints()), "{shown}");
         assert!(!shown.contains(&line(1)) && !shown.contains("1, 1, 1"));
         assert_eq!(keyring.fingerprints().len(), 8 + 1 + 8);
+    }
+
+    #[test]
+    fn a_fingerprint_is_the_start_of_the_keys_sha256_in_lowercase_hex() {
+        let keyring = Keyring::new([key(1), key(2)]).expect("keys");
+        assert_eq!(keyring.fingerprints(), "72cd6e84,75877bb4");
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Authentication between nodes, from one shared keyring.
 //!
-//! - [`keyring`]: the keys (one base64 32-byte key a line in a file), and a
+//! - `keyring`: the keys (one base64 32-byte key a line in a file), and a
 //!   watch that re-reads the file every 2 s so a rotated Kubernetes Secret
 //!   takes effect without a restart.
-//! - [`seal`]: gossip packets sealed with AES-256-GCM (random nonce, the
+//! - `seal`: gossip packets sealed with AES-256-GCM (random nonce, the
 //!   cluster label as associated data).
 //! - [`signing`]: peer HTTP requests signed with HMAC-SHA256 over method,
 //!   path, content type, timestamp, nonce, sender and a body digest; the
@@ -22,10 +22,12 @@
 //! be replayed once to each other node. Keep the peer port on the cluster
 //! network (the chart's NetworkPolicy).
 
-pub mod keyring;
-pub mod seal;
+pub(crate) mod keyring;
+pub(crate) mod seal;
 pub mod signing;
 
-pub use keyring::{Keyring, KeyringError, KeyringWatch, ParseError, spawn_watch};
-pub use seal::{OpenError, SEAL_OVERHEAD, open, seal};
-pub use signing::{Presented, Refusal, RequestParts, Signer, Verifier, unix_now};
+pub(crate) use keyring::spawn_watch;
+pub use keyring::{Keyring, KeyringError, ParseError};
+pub(crate) use seal::{SEAL_OVERHEAD, open, seal};
+pub(crate) use signing::{Presented, Refusal, Verifier};
+pub use signing::{RequestParts, Signer, unix_now};

@@ -17,16 +17,16 @@ use thiserror::Error;
 use super::Keyring;
 
 /// The format version this node writes and reads.
-pub const SEAL_VERSION: u8 = 1;
+pub(crate) const SEAL_VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const HEADER_LEN: usize = 1 + NONCE_LEN;
 /// Bytes a sealed packet adds to its plaintext.
-pub const SEAL_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+pub(crate) const SEAL_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 
 /// Why a packet did not open. [`OpenError::reason`] is its metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     #[error("the packet is {len} bytes, shorter than the {SEAL_OVERHEAD} bytes of a sealed packet")]
     Truncated { len: usize },
     #[error("the packet has format version {0}; this node reads version {SEAL_VERSION}")]
@@ -37,7 +37,7 @@ pub enum OpenError {
 
 impl OpenError {
     /// A metric label: `truncated`, `unknown-version` or `no-key-opens`.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             OpenError::Truncated { .. } => "truncated",
             OpenError::UnknownVersion(_) => "unknown-version",
@@ -47,7 +47,7 @@ impl OpenError {
 }
 
 /// Seals `plaintext` with the keyring's first key and a fresh random nonce.
-pub fn seal(keyring: &Keyring, label: &[u8], plaintext: &[u8]) -> Vec<u8> {
+pub(crate) fn seal(keyring: &Keyring, label: &[u8], plaintext: &[u8]) -> Vec<u8> {
     seal_with_nonce(keyring, label, plaintext, rand::random())
 }
 
@@ -78,7 +78,7 @@ fn seal_with_nonce(
 
 /// Opens a packet sealed by [`seal`] with any key of the keyring and the
 /// same label. Any input is safe: a packet that does not open is an error.
-pub fn open(keyring: &Keyring, label: &[u8], packet: &[u8]) -> Result<Vec<u8>, OpenError> {
+pub(crate) fn open(keyring: &Keyring, label: &[u8], packet: &[u8]) -> Result<Vec<u8>, OpenError> {
     let Some(&version) = packet.first() else {
         return Err(OpenError::Truncated { len: 0 });
     };
