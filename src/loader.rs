@@ -56,21 +56,25 @@ pub(crate) struct HttpLoader {
     headers: HeaderMap,
 }
 
-/// The loader a group's config names; HTTP loaders share `client`'s
-/// connection pool.
-pub(crate) fn from_config(config: &LoaderConfig, client: &reqwest::Client) -> Arc<dyn DynLoader> {
+/// The loader a group's config names (`None`: one the embedding program
+/// must give); HTTP loaders share `client`'s connection pool.
+pub(crate) fn from_config(
+    config: &LoaderConfig,
+    client: &reqwest::Client,
+) -> Option<Arc<dyn DynLoader>> {
     match config {
-        LoaderConfig::Demo { delay } => Arc::new(DemoLoader::new(*delay)),
+        LoaderConfig::Demo { delay } => Some(Arc::new(DemoLoader::new(*delay))),
         LoaderConfig::Http {
             url,
             timeout,
             headers,
-        } => Arc::new(HttpLoader {
+        } => Some(Arc::new(HttpLoader {
             client: client.clone(),
             url: url.clone(),
             timeout: *timeout,
             headers: headers.clone(),
-        }),
+        })),
+        LoaderConfig::Embedded => None,
     }
 }
 

@@ -258,8 +258,8 @@ groups:
         let groups = config.groups.expect("groups");
         assert_eq!(groups["users"].ttl, Some(Duration::from_secs(300)));
         match &groups["users"].loader {
-            FileLoader::Http(http) => assert_eq!(http.headers["x-api-key"], "..."),
-            FileLoader::Demo(_) => panic!("users has an http loader"),
+            Some(FileLoader::Http(http)) => assert_eq!(http.headers["x-api-key"], "..."),
+            _ => panic!("users has an http loader"),
         }
     }
 

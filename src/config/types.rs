@@ -219,7 +219,7 @@ impl Config {
     /// variables: `groups`, and each group's `loader`, may be left out for
     /// [`crate::NodeBuilder::loader`] to give. `""` is a lone node on the
     /// default ports with no groups.
-    pub fn from_yaml(yaml: &str) -> Result<Self, ConfigError> {
+    pub fn from_yaml(yaml: &str) -> Result<Self, super::ConfigError> {
         super::resolve::resolve_embedded(yaml, &super::HostFacts::detect())
     }
 }

@@ -28,7 +28,7 @@ use super::membership::Membership;
 use super::rings::{follow_membership, publish_membership_metrics, ring_of};
 use super::{Background, Listeners, NodeError, NodeHandle, install_crypto_provider};
 use crate::cache::{Clock, Cluster, DynLoader, Group, Groups, RingView};
-use crate::config::{Config, GroupConfig, MembershipConfig};
+use crate::config::{Config, MembershipConfig};
 use crate::discovery::kubernetes::Terminating;
 use crate::http::admin::{self, AdminState, Readiness};
 use crate::http::close_connections_while_draining;
@@ -119,22 +119,22 @@ pub(super) async fn start(
     for name in loaders.keys() {
         group_configs.entry(name.clone()).or_default();
     }
-    let groups = group_configs.into_iter().map(|(name, group_config)| {
-        let loader = loaders
-            .remove(&name)
-            .unwrap_or_else(|| loader::from_config(&group_config.loader, &origin_client));
-        Arc::new(Group::new(
+    let mut groups = Vec::with_capacity(group_configs.len());
+    for (name, group_config) in group_configs {
+        let loader = match loaders.remove(&name) {
+            Some(loader) => loader,
+            None => loader::from_config(&group_config.loader, &origin_client)
+                .ok_or_else(|| NodeError::NoLoader(name.clone()))?,
+        };
+        groups.push(Arc::new(Group::new(
             &name,
             group_config,
             loader,
             cluster.clone(),
             metrics.group(&name),
-        ))
-    });
-    let groups = Arc::new(Groups::new(
-        groups.collect::<Vec<_>>(),
-        config.default_group.as_deref(),
-    ));
+        )));
+    }
+    let groups = Arc::new(Groups::new(groups, config.default_group.as_deref()));
 
     let readiness = Arc::new(Readiness::default());
     let service = service::router(Arc::new(ServiceState {

@@ -1,9 +1,17 @@
-//! Test harness: real `shoal` processes on loopback addresses, and a counting
+//! Test harness: real shoal nodes on loopback addresses, and a counting
 //! HTTP origin inside the test.
 //!
-//! - [`Node`]: one `shoal` child process with its own temp dir (config file,
-//!   log file). Killed with SIGKILL on drop; its log is printed when the test
-//!   failed. [`Node::terminate`] and [`Node::wait_exit`] check clean shutdowns.
+//! - [`Node`]: one node with its own temp dir (config file, log file). By
+//!   default it runs in the test process, as mini-redis's tests run its
+//!   server: the library's `shoal::Node` on listeners bound to the node's
+//!   address, on a thread and a single-threaded runtime of its own, from
+//!   the same flags and config file the binary would get. Where the process
+//!   is the point (signals, exit codes, environment variables, network
+//!   namespaces) [`NodeSpec::as_process`] starts the `shoal` binary instead.
+//!   Either way: killed on drop (an in-process node by dropping its runtime,
+//!   which closes every socket as SIGKILL would), its log printed when the
+//!   test failed; [`Node::terminate`] and [`Node::wait_exit`] check clean
+//!   shutdowns.
 //! - [`Cluster`]: N nodes with fixed membership (`--peer` lists all of them).
 //! - [`Origin`]: an axum server on `127.0.0.1:0` that records every request as
 //!   it arrived (raw path, query, headers) and answers by key prefix.
@@ -17,7 +25,7 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -340,6 +348,8 @@ pub struct NodeSpec {
     pub env: Vec<(String, String)>,
     /// Words run before the binary, e.g. `ip netns exec NS`; empty: none.
     pub wrapper: Vec<String>,
+    /// Start the `shoal` binary rather than a node in the test process.
+    pub process: bool,
 }
 
 impl NodeSpec {
@@ -351,7 +361,45 @@ impl NodeSpec {
             extra_args: Vec::new(),
             env: Vec::new(),
             wrapper: Vec::new(),
+            process: false,
         }
+    }
+
+    /// Starts the `shoal` binary: for tests of the process itself.
+    pub fn as_process(mut self) -> Self {
+        self.process = true;
+        self
+    }
+
+    /// Whether the node must be a process: asked to be, or given an
+    /// environment or a wrapper, which only a process can have.
+    fn needs_process(&self) -> bool {
+        self.process || !self.env.is_empty() || !self.wrapper.is_empty()
+    }
+
+    /// The flags the node runs with, program name first, as the binary
+    /// would get them.
+    fn args(&self, name: &str, config_path: Option<&Path>) -> Vec<String> {
+        let ip = self.ip.to_string();
+        let mut args: Vec<String> = vec![
+            "shoal".into(),
+            "--bind".into(),
+            ip.clone(),
+            "--advertise".into(),
+            ip,
+            "--node-name".into(),
+            name.into(),
+        ];
+        if let Some(path) = config_path {
+            args.push("-c".into());
+            args.push(path.display().to_string());
+        }
+        for peer in &self.peers {
+            args.push("--peer".into());
+            args.push(peer.to_string());
+        }
+        args.extend(self.extra_args.iter().cloned());
+        args
     }
 
     pub fn config(mut self, config: &Config) -> Self {
@@ -386,15 +434,135 @@ impl NodeSpec {
     }
 }
 
-/// A running `shoal` process.
+/// A running node.
 pub struct Node {
     pub ip: IpAddr,
     pub name: String,
-    child: Child,
+    running: Running,
     exited: Option<ExitStatus>,
     log_path: PathBuf,
     client: reqwest::Client,
     dir: TempDir,
+}
+
+enum Running {
+    Process(Child),
+    InProcess(InProcess),
+}
+
+/// A node in the test process: `shoal::Node` on a thread of its own.
+struct InProcess {
+    stop: tokio::sync::mpsc::UnboundedSender<Stop>,
+    /// Returns the exit status the binary would have had.
+    thread: Option<std::thread::JoinHandle<ExitStatus>>,
+}
+
+/// What SIGTERM and SIGKILL are to a process.
+enum Stop {
+    /// The ordered shutdown; exit status 0.
+    Terminate,
+    /// Everything dropped at once: no leave, no handoff, no drain.
+    Kill,
+}
+
+/// What the host says to an in-process node: its own address only, and
+/// none of the test process's `POD_*` variables.
+fn host_facts(ip: IpAddr, name: &str) -> shoal::config::HostFacts {
+    shoal::config::HostFacts {
+        hostname: name.to_owned(),
+        addresses: vec![ip],
+        ipv6: std::net::UdpSocket::bind("[::1]:0").is_ok(),
+        ..Default::default()
+    }
+}
+
+/// An exit status as `wait` reports one: `code` in the high byte.
+fn exit_status(code: u8) -> ExitStatus {
+    ExitStatus::from_raw(i32::from(code) << 8)
+}
+
+impl InProcess {
+    fn start(spec: &NodeSpec, name: &str, args: Vec<String>, log_path: &Path) -> Self {
+        let (stop_tx, stop_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (ip, name, log_path) = (spec.ip, name.to_owned(), log_path.to_owned());
+        let thread = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || run_in_process(ip, &name, &args, &log_path, stop_rx))
+            .expect("start the node's thread");
+        Self {
+            stop: stop_tx,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// The binary's `main`, in a thread: flags and config file to a config,
+/// the node on its own runtime until told to stop, its log to `log_path`.
+fn run_in_process(
+    ip: IpAddr,
+    name: &str,
+    args: &[String],
+    log_path: &Path,
+    mut stop: tokio::sync::mpsc::UnboundedReceiver<Stop>,
+) -> ExitStatus {
+    use clap::Parser;
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log_path)
+        .expect("open the node's log file");
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,kube_client::client::builder=off",
+        ))
+        .with_writer(Mutex::new(log.try_clone().expect("clone the log file")))
+        .with_ansi(false)
+        .finish();
+    // The runtime is single-threaded, so every task of the node logs here.
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let fail = |code: u8, error: &dyn std::fmt::Display| {
+        use std::io::Write;
+        let _ = writeln!(&log, "shoal: {error}");
+        exit_status(code)
+    };
+    let cli = match shoal::config::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => return fail(2, &error),
+    };
+    let file = match cli.config.as_deref().map(shoal::config::read_file).transpose() {
+        Ok(file) => file,
+        Err(error) => return fail(2, &error),
+    };
+    let config = match shoal::config::resolve(&cli, file.as_ref(), &host_facts(ip, name)) {
+        Ok(config) => config,
+        Err(error) => return fail(2, &error),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build the node's runtime");
+    let status = runtime.block_on(async {
+        let listeners = match shoal::Listeners::bind(&config) {
+            Ok(listeners) => listeners,
+            Err(error) => return fail(error.exit_code(), &error),
+        };
+        let node = match shoal::Node::builder(config).start(listeners).await {
+            Ok(node) => node,
+            Err(error) => return fail(error.exit_code(), &error),
+        };
+        match stop.recv().await {
+            Some(Stop::Terminate) => {
+                node.shutdown().await;
+                exit_status(0)
+            }
+            Some(Stop::Kill) | None => {
+                drop(node);
+                ExitStatus::from_raw(libc::SIGKILL)
+            }
+        }
+    });
+    // Connections' tasks go with the runtime, and their sockets with them.
+    runtime.shutdown_background();
+    status
 }
 
 /// The environment a node starts from: the test's, less anything that could
@@ -453,30 +621,31 @@ impl Node {
         let name = format!("node-{}", spec.ip.to_string().replace('.', "-"));
         let log_path = dir.path().join("node.log");
         let log = std::fs::File::create(&log_path).expect("create the node's log file");
-        let mut command = shoal_command_wrapped(&spec.wrapper);
-        command
-            .stdout(log.try_clone().expect("clone the log file handle"))
-            .stderr(log)
-            .args(["--bind", &spec.ip.to_string()])
-            .args(["--advertise", &spec.ip.to_string()])
-            .args(["--node-name", &name]);
-        if let Some(config) = &spec.config {
+        let config_path = spec.config.as_ref().map(|config| {
             let path = dir.path().join("config.yaml");
             std::fs::write(&path, config).expect("write the node's config file");
-            command.arg("-c").arg(&path);
-        }
-        for peer in &spec.peers {
-            command.args(["--peer", &peer.to_string()]);
-        }
-        command.args(&spec.extra_args);
-        command.envs(spec.env.iter().map(|(k, v)| (k, v)));
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", env!("CARGO_BIN_EXE_shoal")));
+            path
+        });
+        let args = spec.args(&name, config_path.as_deref());
+        let running = if spec.needs_process() {
+            let mut command = shoal_command_wrapped(&spec.wrapper);
+            command
+                .stdout(log.try_clone().expect("clone the log file handle"))
+                .stderr(log)
+                .args(&args[1..])
+                .envs(spec.env.iter().map(|(k, v)| (k, v)));
+            Running::Process(
+                command
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("start {}: {e}", env!("CARGO_BIN_EXE_shoal"))),
+            )
+        } else {
+            Running::InProcess(InProcess::start(&spec, &name, args, &log_path))
+        };
         Self {
             ip: spec.ip,
             name,
-            child,
+            running,
             exited: None,
             log_path,
             client: http_client(),
@@ -496,8 +665,12 @@ impl Node {
         Self::start(NodeSpec::new(ip).config(config)).await
     }
 
+    /// The process's pid; only a node started [`NodeSpec::as_process`] has one.
     pub fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).expect("pid fits i32")
+        match &self.running {
+            Running::Process(child) => i32::try_from(child.id()).expect("pid fits i32"),
+            Running::InProcess(_) => panic!("{} runs in the test process: no pid", self.name),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -527,7 +700,18 @@ impl Node {
     /// Whether the process has exited (and its status, once it has).
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
         if self.exited.is_none() {
-            self.exited = self.child.try_wait().expect("query the child's state");
+            self.exited = match &mut self.running {
+                Running::Process(child) => child.try_wait().expect("query the child's state"),
+                Running::InProcess(node) => match node.thread.take() {
+                    Some(thread) if thread.is_finished() => {
+                        Some(thread.join().unwrap_or_else(|_| exit_status(101)))
+                    }
+                    unfinished => {
+                        node.thread = unfinished;
+                        None
+                    }
+                },
+            };
         }
         self.exited
     }
@@ -671,20 +855,41 @@ impl Node {
         .await;
     }
 
-    /// Sends SIGTERM.
+    /// Starts the ordered shutdown: SIGTERM to a process.
     pub fn terminate(&self) {
-        // SAFETY: plain syscall on our own child's pid.
-        let rc = unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-        assert_eq!(rc, 0, "SIGTERM to {}", self.name);
+        match &self.running {
+            Running::Process(child) => {
+                let pid = i32::try_from(child.id()).expect("pid fits i32");
+                // SAFETY: plain syscall on our own child's pid.
+                let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+                assert_eq!(rc, 0, "SIGTERM to {}", self.name);
+            }
+            Running::InProcess(node) => {
+                let _ = node.stop.send(Stop::Terminate);
+            }
+        }
     }
 
-    /// Sends SIGKILL and reaps the process.
+    /// Stops the node at once, as SIGKILL does, and waits until it is gone.
     pub fn kill(&mut self) {
-        if self.try_exit().is_none() {
-            // SAFETY: plain syscall on our own (unreaped) child's pid.
-            unsafe { libc::kill(self.pid(), libc::SIGKILL) };
-            self.exited = Some(self.child.wait().expect("reap the killed node"));
+        if self.try_exit().is_some() {
+            return;
         }
+        self.exited = Some(match &mut self.running {
+            Running::Process(child) => {
+                // SAFETY: plain syscall on our own (unreaped) child's pid.
+                unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGKILL) };
+                child.wait().expect("reap the killed node")
+            }
+            Running::InProcess(node) => {
+                let _ = node.stop.send(Stop::Kill);
+                node.thread
+                    .take()
+                    .expect("a running node has its thread")
+                    .join()
+                    .unwrap_or_else(|_| exit_status(101))
+            }
+        });
     }
 
     /// Waits for the process to exit, at most `timeout`.

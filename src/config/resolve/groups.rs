@@ -150,13 +150,10 @@ fn resolve_group(name: &str, group: FileGroup, from: Source) -> Result<GroupConf
                 "missing: say where values come from (`demo: {}` or `http: { url: ... }`)",
             ));
         }
-        Some(loader) => loader,
-    };
-    let loader = match loader {
-        FileLoader::Demo(demo) => LoaderConfig::Demo {
+        Some(FileLoader::Demo(demo)) => LoaderConfig::Demo {
             delay: demo.delay.unwrap_or(DEFAULT_DEMO_DELAY),
         },
-        FileLoader::Http(http) => {
+        Some(FileLoader::Http(http)) => {
             let url = UrlTemplate::parse(&http.url)
                 .map_err(|m| ConfigError::field(field("loader.http.url"), m))?;
             let timeout = http.timeout.unwrap_or(DEFAULT_HTTP_TIMEOUT);
