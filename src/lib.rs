@@ -38,6 +38,7 @@ pub mod cache;
 pub mod config;
 pub mod discovery;
 mod error_chain;
+mod error_kind;
 pub mod http;
 pub mod loader;
 pub mod membership;

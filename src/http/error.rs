@@ -77,7 +77,7 @@ impl ApiError {
             }
             GroupError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let mut api = Self::new(status, error.kind(), error.to_string())
+        let mut api = Self::new(status, error.kind().as_str(), error.to_string())
             .group(group)
             .key(key);
         if let GroupError::OriginTimeout(after) = error {
