@@ -15,6 +15,10 @@
 //!   health, members, ring, stats; port 9090), on axum.
 //! - [`peer`]: the node-to-node API (port 8000): its wire format, the reqwest
 //!   client the cache uses, and the axum server that answers.
+//! - [`wire`]: what those two faces share, so neither imports the other:
+//!   the JSON error response, the one [`wire::ErrorKind`] of every error
+//!   either answers with (defined below the cache, which names kinds), the
+//!   shared header names, body reading.
 //! - [`membership`]: who is in the cluster, published as snapshots: a fixed
 //!   list, or SWIM gossip (foca, driven by one task; identities, timings,
 //!   timers and invalidation broadcasts as pure parts).
@@ -38,6 +42,7 @@ pub mod cache;
 pub mod config;
 pub mod discovery;
 mod error_chain;
+mod error_kind;
 pub mod http;
 pub mod loader;
 pub mod membership;
@@ -46,6 +51,7 @@ pub mod node;
 pub mod peer;
 pub mod ring;
 pub mod security;
+pub mod wire;
 
 pub use cache::{Fetched, Fresh, GroupError, GroupStats, LoadError, Loader, Source, Value};
 pub use config::{Config, ConfigError};

@@ -1,11 +1,15 @@
 //! What can go wrong getting a value, in words a user can act on. Each
 //! variant's [`GroupError::kind`] is the `x-shoal-error` header and a metric
-//! label.
+//! label: an [`ErrorKind`], whose home is below the cache (`error_kind.rs`,
+//! re-exported as `crate::wire::ErrorKind`) so that the cache can name kinds
+//! without importing the HTTP layers above it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
+
+use crate::error_kind::ErrorKind;
 
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum GroupError {
@@ -27,15 +31,15 @@ pub enum GroupError {
 }
 
 impl GroupError {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            GroupError::OriginNotFound => "origin-404",
-            GroupError::OriginFailure(_) => "origin-failure",
-            GroupError::OriginTimeout(_) => "origin-timeout",
-            GroupError::PeerTimeout { .. } => "peer-timeout",
-            GroupError::PeerFailure { .. } => "peer-failure",
-            GroupError::OwnerUnreachable { .. } => "owner-unreachable",
-            GroupError::Internal => "internal",
+            GroupError::OriginNotFound => ErrorKind::OriginNotFound,
+            GroupError::OriginFailure(_) => ErrorKind::OriginFailure,
+            GroupError::OriginTimeout(_) => ErrorKind::OriginTimeout,
+            GroupError::PeerTimeout { .. } => ErrorKind::PeerTimeout,
+            GroupError::PeerFailure { .. } => ErrorKind::PeerFailure,
+            GroupError::OwnerUnreachable { .. } => ErrorKind::OwnerUnreachable,
+            GroupError::Internal => ErrorKind::Internal,
         }
     }
 }

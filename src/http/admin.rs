@@ -8,17 +8,17 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
-use http::{HeaderValue, Method, StatusCode, Uri, header};
+use http::{HeaderValue, Method, Uri, header};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::error::ApiError;
 use super::route;
 use super::service::stats;
 use crate::cache::Groups;
 use crate::membership::Members;
 use crate::metrics::Metrics;
 use crate::ring::{Rings, key_hash};
+use crate::wire::{ApiError, ErrorKind};
 
 /// Whether the node should receive traffic: set once its listeners are up
 /// (and, with gossip, once it has joined); cleared for good when it drains.
@@ -107,19 +107,9 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     if readiness.is_ready() {
         Json(json!({ "ready": true })).into_response()
     } else if readiness.is_draining() {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
-            "the node is shutting down",
-        )
-        .into_response()
+        ApiError::new(ErrorKind::Draining, "the node is shutting down").into_response()
     } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "starting",
-            "the node is not ready yet",
-        )
-        .into_response()
+        ApiError::new(ErrorKind::Starting, "the node is not ready yet").into_response()
     }
 }
 
@@ -145,14 +135,10 @@ async fn ring_owner(State(state): State<Arc<AdminState>>, uri: Uri) -> Response 
             "owner": { "name": &*owner.name, "addr": owner.id.ip(), "peer_port": owner.id.port() }
         }))
         .into_response(),
-        None => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "empty-ring",
-            "the ring has no members",
-        )
-        .group(group)
-        .key(&key)
-        .into_response(),
+        None => ApiError::new(ErrorKind::EmptyRing, "the ring has no members")
+            .group(group)
+            .key(&key)
+            .into_response(),
     }
 }
 
@@ -161,8 +147,8 @@ async fn admin_stats(State(state): State<Arc<AdminState>>) -> Response {
 }
 
 async fn not_found(uri: Uri) -> Response {
-    ApiError::not_found(
-        "not-found",
+    ApiError::new(
+        ErrorKind::NotFound,
         format!(
             "{} is not an admin path: try /metrics, /healthz, /readyz, /_members, /_ring/{{group}}/{{key}} or /_stats",
             uri.path()

@@ -1,12 +1,10 @@
 //! The service API (port 3000, for apps) and the admin API (port 9090, for
-//! operators and Prometheus), both axum.
+//! operators and Prometheus), both axum. Their errors, and what else they
+//! share with the peer API, are in [`crate::wire`].
 
 pub mod admin;
-pub mod error;
 pub mod route;
 pub mod service;
-
-pub use error::ApiError;
 
 use std::sync::Arc;
 

@@ -6,10 +6,9 @@
 
 use std::borrow::Cow;
 
-use http::StatusCode;
 use percent_encoding::percent_decode_str;
 
-use super::error::ApiError;
+use crate::wire::{ApiError, ErrorKind};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route<'a> {
@@ -27,8 +26,8 @@ pub fn parse(path: &str, max_key: usize) -> Result<Route<'_>, ApiError> {
     if let Some(reserved) = path.strip_prefix('_') {
         return match reserved {
             "stats" => Ok(Route::Stats),
-            _ => Err(ApiError::not_found(
-                "not-found",
+            _ => Err(ApiError::new(
+                ErrorKind::NotFound,
                 format!("/{path} is not a service path; paths starting with /_ are reserved"),
             )),
         };
@@ -67,8 +66,7 @@ pub fn parse_key(raw: &str, max_key: usize) -> Result<Cow<'_, str>, ApiError> {
 
 fn key_too_long(max_key: usize) -> ApiError {
     ApiError::new(
-        StatusCode::URI_TOO_LONG,
-        "key-too-long",
+        ErrorKind::KeyTooLong,
         format!("the key is longer than {max_key} bytes (node.max_key)"),
     )
 }
@@ -81,6 +79,8 @@ fn decode<'a>(raw: &'a str, what: &str) -> Result<Cow<'a, str>, ApiError> {
 
 #[cfg(test)]
 mod tests {
+    use http::StatusCode;
+
     use super::*;
 
     fn key(group: Option<&str>, key: &str) -> Route<'static> {
@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn bad_paths() {
-        let status = |path: &str| parse(path, 16).err().map(|e| e.status);
+        let status = |path: &str| parse(path, 16).err().map(|e| e.status());
         assert_eq!(status("/"), Some(StatusCode::BAD_REQUEST));
         assert_eq!(status("/heavy/"), Some(StatusCode::BAD_REQUEST));
         assert_eq!(status("/heavy/."), Some(StatusCode::BAD_REQUEST));

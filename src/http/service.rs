@@ -13,11 +13,11 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use serde_json::json;
 
 use super::admin::Readiness;
-use super::error::ApiError;
 use super::route::{self, Route};
 use crate::cache::{Group, Groups, Requester, Value};
 use crate::metrics::SOURCES;
-use crate::peer::protocol::SOURCE_HEADER;
+use crate::wire::headers::SOURCE_HEADER;
+use crate::wire::{ApiError, ErrorKind, read_body};
 
 pub struct ServiceState {
     pub groups: Arc<Groups>,
@@ -66,8 +66,8 @@ async fn answer(
             .get(name)
             .ok_or_else(|| ApiError::unknown_group(name)),
         None => state.groups.default_group().ok_or_else(|| {
-            ApiError::not_found(
-                "no-default-group",
+            ApiError::new(
+                ErrorKind::NoDefaultGroup,
                 "this node has no default_group: ask for /{group}/{key}",
             )
         }),
@@ -135,8 +135,7 @@ async fn delete(group: &Arc<Group>, key: &str) -> Response {
 fn read_only(group: &Group, key: &str) -> Option<Response> {
     group.config().read_only.then(|| {
         ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "read-only",
+            ErrorKind::ReadOnly,
             format!("group `{}` is read_only: it accepts only GET", group.name()),
         )
         .group(group.name())
@@ -145,30 +144,9 @@ fn read_only(group: &Group, key: &str) -> Option<Response> {
     })
 }
 
-/// Reads a request body of at most `limit` bytes.
-pub async fn read_body(body: Body, limit: u64) -> Result<bytes::Bytes, ApiError> {
-    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    axum::body::to_bytes(body, limit_usize)
-        .await
-        .map_err(|error| {
-            let too_large = crate::error_chain::causes(&error)
-                .any(|e| e.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "value-too-large",
-                    format!("the value is larger than this group's max_value ({limit} bytes)"),
-                )
-            } else {
-                ApiError::bad_request(format!("could not read the request body: {error}"))
-            }
-        })
-}
-
 pub fn method_not_allowed(allow: &'static str) -> Response {
     let mut response = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
+        ErrorKind::MethodNotAllowed,
         format!("this path accepts {allow}"),
     )
     .into_response();

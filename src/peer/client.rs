@@ -13,8 +13,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use super::protocol::{
-    self, ERROR_HEADER, NO_STORE_HEADER, NOT_CACHED, PEEK_QUERY, SUCCESSOR_QUERY, TIMEOUT_HEADER,
-    TTL_HEADER, VERSION_HEADER,
+    self, NO_STORE_HEADER, PEEK_QUERY, SUCCESSOR_QUERY, TTL_HEADER, VERSION_HEADER,
 };
 use crate::cache::{
     Ask, Fresh, HandedOff, HandoffReceipt, LoadError, PeerError, Peers, Value, Version,
@@ -23,6 +22,8 @@ use crate::config::PeerConfig;
 use crate::error_chain;
 use crate::ring::{Member, MemberId};
 use crate::security::{Keyring, RequestParts, Signer, unix_now};
+use crate::wire::ErrorKind;
+use crate::wire::headers::{ERROR_HEADER, TIMEOUT_HEADER};
 
 pub struct HttpPeers {
     client: reqwest::Client,
@@ -127,7 +128,7 @@ impl HttpPeers {
         }
     }
 
-    /// Turns an error reply into the error it reports.
+    /// Turns an error reply into the error it reports (see [`reported_error`]).
     async fn error_reply(&self, response: reqwest::Response) -> PeerError {
         #[derive(Deserialize)]
         struct ErrorBody {
@@ -144,14 +145,7 @@ impl HttpPeers {
         let message = serde_json::from_slice::<ErrorBody>(&body)
             .map(|b| b.error)
             .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-        match kind.as_str() {
-            "origin-404" => PeerError::Origin(LoadError::NotFound),
-            "origin-failure" => PeerError::Origin(LoadError::Failure(message)),
-            "origin-timeout" => {
-                PeerError::Origin(LoadError::Timeout(timeout.unwrap_or(self.timeout)))
-            }
-            _ => PeerError::Failed(format!("answered {status} {kind}: {message}")),
-        }
+        reported_error(status, &kind, message, timeout.unwrap_or(self.timeout))
     }
 
     async fn fetch_value(
@@ -208,7 +202,7 @@ impl HttpPeers {
         match response.status() {
             StatusCode::OK => self.read_value(response, self.peek_timeout).await.map(Some),
             StatusCode::NOT_FOUND
-                if header_str(response.headers(), ERROR_HEADER) == Some(NOT_CACHED) =>
+                if error_kind(response.headers()) == Some(ErrorKind::NotCached) =>
             {
                 Ok(None)
             }
@@ -361,8 +355,32 @@ fn sign(signing: &Signing, request: &mut reqwest::Request) {
     request.headers_mut().extend(signature);
 }
 
+/// The error an owner's reply reports, from its status, its `x-shoal-error`
+/// word (`""` if none), its message and how long the origin had (the
+/// `x-shoal-timeout-ms` header, else this node's peer timeout): the origin's
+/// answer where the owner says it is one, else a failure of the request,
+/// whatever the kind (one this node does not know included).
+fn reported_error(
+    status: StatusCode,
+    kind: &str,
+    message: String,
+    origin_timeout: Duration,
+) -> PeerError {
+    match kind.parse::<ErrorKind>() {
+        Ok(ErrorKind::OriginNotFound) => PeerError::Origin(LoadError::NotFound),
+        Ok(ErrorKind::OriginFailure) => PeerError::Origin(LoadError::Failure(message)),
+        Ok(ErrorKind::OriginTimeout) => PeerError::Origin(LoadError::Timeout(origin_timeout)),
+        _ => PeerError::Failed(format!("answered {status} {kind}: {message}")),
+    }
+}
+
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The kind `x-shoal-error` names, if it names one this node knows.
+fn error_kind(headers: &HeaderMap) -> Option<ErrorKind> {
+    header_str(headers, ERROR_HEADER)?.parse().ok()
 }
 
 fn is_refused(error: &reqwest::Error) -> bool {
@@ -371,4 +389,45 @@ fn is_refused(error: &reqwest::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reported(status: StatusCode, kind: &str) -> PeerError {
+        reported_error(status, kind, "why".to_owned(), Duration::from_secs(2))
+    }
+
+    #[test]
+    fn an_origin_answer_is_the_origin_answer() {
+        assert_eq!(
+            reported(StatusCode::NOT_FOUND, "origin-404"),
+            PeerError::Origin(LoadError::NotFound)
+        );
+        assert_eq!(
+            reported(StatusCode::BAD_GATEWAY, "origin-failure"),
+            PeerError::Origin(LoadError::Failure("why".to_owned()))
+        );
+        assert_eq!(
+            reported(StatusCode::GATEWAY_TIMEOUT, "origin-timeout"),
+            PeerError::Origin(LoadError::Timeout(Duration::from_secs(2)))
+        );
+    }
+
+    #[test]
+    fn any_other_kind_is_a_failed_request() {
+        assert_eq!(
+            reported(StatusCode::NOT_FOUND, "unknown-group"),
+            PeerError::Failed("answered 404 Not Found unknown-group: why".to_owned())
+        );
+        assert_eq!(
+            reported(StatusCode::IM_A_TEAPOT, "from-a-newer-node"),
+            PeerError::Failed("answered 418 I'm a teapot from-a-newer-node: why".to_owned())
+        );
+        assert_eq!(
+            reported(StatusCode::BAD_GATEWAY, ""),
+            PeerError::Failed("answered 502 Bad Gateway : why".to_owned())
+        );
+    }
 }

@@ -18,7 +18,8 @@
 //!   next owner (body: [`encode_handoff`]). 200 with JSON
 //!   `{"accepted": N, "refused": N}`.
 //! - Errors: JSON with `x-shoal-error` naming the kind; an origin timeout also
-//!   carries `x-shoal-timeout-ms`.
+//!   carries `x-shoal-timeout-ms` (both faces answer errors alike: see
+//!   [`crate::wire`], where those two header names are defined).
 //!
 //! Keys travel as unpadded base64url: no URL normalisation (dot segments,
 //! percent-decoding, slash merging) can change them. A node that predates
@@ -37,16 +38,11 @@ pub const PREFIX: &str = "/_shoal/v1";
 /// The path segment after [`PREFIX`] that handoffs use; groups cannot be
 /// named so (names starting with `_` are reserved).
 pub const HANDOFF_SEGMENT: &str = "_handoff";
+// The headers only the peer API uses; those both faces use are in
+// `crate::wire::headers`.
 pub const TTL_HEADER: &str = "x-shoal-ttl-ms";
 pub const NO_STORE_HEADER: &str = "x-shoal-no-store";
-pub const TIMEOUT_HEADER: &str = "x-shoal-timeout-ms";
 pub const VERSION_HEADER: &str = "x-shoal-version";
-/// The error kind of a peek that found nothing.
-pub const NOT_CACHED: &str = "not-cached";
-/// The kind of an error, on the service and peer APIs alike.
-pub const ERROR_HEADER: &str = "x-shoal-error";
-/// Where a value came from, on the service API.
-pub const SOURCE_HEADER: &str = "x-shoal-source";
 
 /// The path of a key on the peer API.
 pub fn path(group: &str, key: &str) -> String {

@@ -23,18 +23,23 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use super::protocol::{
-    self, HANDOFF_SEGMENT, NO_STORE_HEADER, NOT_CACHED, PEEK_QUERY, SUCCESSOR_QUERY, TTL_HEADER,
-    VERSION_HEADER,
+    self, HANDOFF_SEGMENT, NO_STORE_HEADER, PEEK_QUERY, SUCCESSOR_QUERY, TTL_HEADER, VERSION_HEADER,
 };
 use crate::cache::{Fetched, Group, Groups, HANDOFF_BATCH_BYTES, Requester, Value};
-use crate::http::ApiError;
-use crate::http::service::read_body;
 use crate::metrics::Metrics;
 use crate::security::{Keyring, Presented, Refusal, RequestParts, Verifier, unix_now};
+use crate::wire::{ApiError, ErrorKind, read_body};
 
 /// The most body read from a signed request whose path names no group of
 /// this node (it is refused or answered 404 after it is verified).
 const UNROUTED_BODY_LIMIT: u64 = 64 * 1024;
+
+/// The `peer_rejected_total` reason of a request that is not one the peer
+/// API takes (wrong path, method, key encoding, query or version header).
+const MALFORMED: &str = "malformed";
+/// The `peer_rejected_total` reason of a request for a group this node does
+/// not have: the kind's word, as the refusal says it.
+const UNKNOWN_GROUP: &str = ErrorKind::UnknownGroup.as_str();
 
 pub struct PeerState {
     pub groups: Arc<Groups>,
@@ -75,10 +80,9 @@ async fn wrong_method(
     method: http::Method,
     uri: Uri,
 ) -> Response {
-    state.metrics.peer_rejected("malformed");
+    state.metrics.peer_rejected(MALFORMED);
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
+        ErrorKind::MethodNotAllowed,
         format!("{method} is not a peer API request for {}", uri.path()),
     )
     .into_response()
@@ -107,12 +111,7 @@ async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Nex
             error = %refusal,
             "peer request refused"
         );
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            refusal.to_string(),
-        )
-        .into_response()
+        ApiError::new(ErrorKind::Unauthorized, refusal.to_string()).into_response()
     };
     let (parts, body) = request.into_parts();
     // An unsigned request is refused before its body is read.
@@ -182,17 +181,17 @@ fn target(state: &PeerState, path: KeyPath) -> Result<(Arc<Group>, String), ApiE
     };
     let Ok(Path((group, segment))) = path else {
         return reject(
-            "malformed",
+            MALFORMED,
             ApiError::bad_request("malformed peer request path"),
         );
     };
     let key = match protocol::decode_key(&segment) {
         Ok(key) => key,
-        Err(message) => return reject("malformed", ApiError::bad_request(message).group(&group)),
+        Err(message) => return reject(MALFORMED, ApiError::bad_request(message).group(&group)),
     };
     match state.groups.get(&group) {
         Some(group) => Ok((Arc::clone(group), key)),
-        None => reject("unknown-group", ApiError::unknown_group(&group).key(&key)),
+        None => reject(UNKNOWN_GROUP, ApiError::unknown_group(&group).key(&key)),
     }
 }
 
@@ -212,7 +211,7 @@ async fn fetch(State(state): State<Arc<PeerState>>, uri: Uri, path: KeyPath) -> 
         Some(PEEK_QUERY) => FetchAs::Peek,
         Some(SUCCESSOR_QUERY) => FetchAs::Requester(Requester::Successor),
         Some(other) => {
-            state.metrics.peer_rejected("malformed");
+            state.metrics.peer_rejected(MALFORMED);
             return ApiError::bad_request(format!(
                 "unknown peer fetch query `{other}`: expected none, `{PEEK_QUERY}` or `{SUCCESSOR_QUERY}`"
             ))
@@ -226,8 +225,8 @@ async fn fetch(State(state): State<Arc<PeerState>>, uri: Uri, path: KeyPath) -> 
         FetchAs::Peek => match group.peek(&key) {
             Some(fetched) => Ok(fetched),
             None => {
-                return ApiError::not_found(
-                    NOT_CACHED,
+                return ApiError::new(
+                    ErrorKind::NotCached,
                     "this node holds no copy of the key (a peek never loads)",
                 )
                 .group(group.name())
@@ -303,7 +302,7 @@ async fn remove(
         Some(value) => match protocol::parse_version(Some(value)) {
             Some(version) => Some(version),
             None => {
-                state.metrics.peer_rejected("malformed");
+                state.metrics.peer_rejected(MALFORMED);
                 return ApiError::bad_request(format!("{VERSION_HEADER} is not a version number"))
                     .group(group.name())
                     .key(&key)
@@ -320,7 +319,7 @@ async fn take_handoff(
     body: Body,
 ) -> Response {
     let Some(group) = state.groups.get(&group).cloned() else {
-        state.metrics.peer_rejected("unknown-group");
+        state.metrics.peer_rejected(UNKNOWN_GROUP);
         return ApiError::unknown_group(&group).into_response();
     };
     let bytes = match read_body(body, handoff_body_limit(&group)).await {
@@ -330,7 +329,7 @@ async fn take_handoff(
     let entries = match protocol::decode_handoff(&bytes) {
         Ok(entries) => entries,
         Err(message) => {
-            state.metrics.peer_rejected("malformed");
+            state.metrics.peer_rejected(MALFORMED);
             return ApiError::bad_request(message)
                 .group(group.name())
                 .into_response();
@@ -345,9 +344,9 @@ async fn take_handoff(
 }
 
 async fn unknown_path(State(state): State<Arc<PeerState>>, uri: Uri) -> Response {
-    state.metrics.peer_rejected("malformed");
-    ApiError::not_found(
-        "not-found",
+    state.metrics.peer_rejected(MALFORMED);
+    ApiError::new(
+        ErrorKind::NotFound,
         format!("{} is not a peer API path", uri.path()),
     )
     .into_response()
