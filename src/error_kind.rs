@@ -168,12 +168,6 @@ impl PartialEq<str> for ErrorKind {
     }
 }
 
-impl PartialEq<&str> for ErrorKind {
-    fn eq(&self, word: &&str) -> bool {
-        self.as_str() == *word
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,7 +177,6 @@ mod tests {
         for kind in ErrorKind::ALL {
             assert_eq!(kind.as_str().parse::<ErrorKind>(), Ok(kind));
             assert_eq!(kind.to_string(), kind.as_str());
-            assert_eq!(kind, kind.as_str());
         }
     }
 

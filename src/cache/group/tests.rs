@@ -469,7 +469,7 @@ async fn a_slow_owner_is_not_a_reason_to_load_locally() {
         .get(key, Requester::Client)
         .await
         .expect_err("peer timed out");
-    assert_eq!(error.kind(), "peer-timeout");
+    assert_eq!(error.kind(), crate::error_kind::ErrorKind::PeerTimeout);
     assert_eq!(group.stats().local_loads, 0);
 }
 
