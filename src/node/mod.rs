@@ -58,7 +58,9 @@ pub enum NodeError {
     #[error("{0}")]
     Discovery(#[from] DiscoveryError),
     /// A group of the config has no `loader`, and the program gave none.
-    #[error("group `{0}` has no loader: name one in its config, or give one with NodeBuilder::loader")]
+    #[error(
+        "group `{0}` has no loader: name one in its config, or give one with NodeBuilder::loader"
+    )]
     NoLoader(String),
     /// Gossip's UDP socket could not be bound.
     #[error("cannot listen on {addr} (gossip port): {source}")]

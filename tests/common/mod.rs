@@ -528,7 +528,12 @@ fn run_in_process(
         Ok(cli) => cli,
         Err(error) => return fail(2, &error),
     };
-    let file = match cli.config.as_deref().map(shoal::config::read_file).transpose() {
+    let file = match cli
+        .config
+        .as_deref()
+        .map(shoal::config::read_file)
+        .transpose()
+    {
         Ok(file) => file,
         Err(error) => return fail(2, &error),
     };

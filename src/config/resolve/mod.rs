@@ -98,8 +98,7 @@ fn resolve_parsed(
         .keyring
         .clone()
         .or(file.security.and_then(|s| s.keyring_file));
-    let (groups, default_group) =
-        groups::resolve(source, file.groups, file.default_group, &peer)?;
+    let (groups, default_group) = groups::resolve(source, file.groups, file.default_group, &peer)?;
 
     Ok(Config {
         node,

@@ -4,16 +4,12 @@
 //! new node pulls them from their previous owners, and the successor of a
 //! dead owner loads each key once for everyone.
 
-mod common;
-#[path = "common/dns.rs"]
-mod dns;
-
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::{Addrs, Config, Node, NodeSpec, Origin, WAIT, enc, poll_until};
-use dns::DnsServer;
+use crate::common::{Addrs, Config, Node, NodeSpec, Origin, WAIT, enc, poll_until};
+use crate::dns::DnsServer;
 
 static ADDRS: Addrs = Addrs::new(38);
 const NAME: &str = "shoal-gossip.churn.svc.cluster.local";
@@ -348,11 +344,11 @@ async fn a_handed_off_entry_keeps_its_remaining_ttl() {
     let peer_url = |ip: IpAddr| {
         format!(
             "http://{ip}:{}{}",
-            common::PEER_PORT,
+            crate::common::PEER_PORT,
             shoal::peer::protocol::path("ttl", key)
         )
     };
-    let client = common::http_client();
+    let client = crate::common::http_client();
     let ttl_at = |ip: IpAddr| {
         let client = client.clone();
         let url = peer_url(ip);

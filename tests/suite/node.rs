@@ -1,12 +1,10 @@
 //! One node on its own: routing, error answers, limits, stats, TTL from the
 //! origin, clean shutdown, and the exit status of configuration errors.
 
-mod common;
-
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     ADMIN_PORT, Addrs, Config, Node, NodeSpec, Origin, SERVICE_PORT, WAIT, http_client, poll_until,
     raw_request, run_to_exit,
 };

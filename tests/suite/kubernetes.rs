@@ -3,19 +3,13 @@
 //! watching a fake Kubernetes API server inside the test through a
 //! kubeconfig (`KUBECONFIG`).
 
-mod common;
-#[path = "common/dns.rs"]
-mod dns;
-#[path = "common/fake_kube.rs"]
-mod fake_kube;
-
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Addrs, Config, Node, NodeSpec, Origin, WAIT, poll_until};
-use dns::DnsServer;
-use fake_kube::{FakeEndpoint, FakeKube};
+use crate::common::{Addrs, Config, Node, NodeSpec, Origin, WAIT, poll_until};
+use crate::dns::DnsServer;
+use crate::fake_kube::{FakeEndpoint, FakeKube};
 
 static ADDRS: Addrs = Addrs::new(36);
 const NAME: &str = "shoal-gossip.shoal-test.svc.cluster.local";
@@ -171,7 +165,7 @@ async fn a_terminating_endpoint_leaves_every_ring_while_swim_still_has_it() {
             Some(0.0)
         );
     }
-    let selector = format!("{}={SERVICE}", fake_kube::SERVICE_LABEL);
+    let selector = format!("{}={SERVICE}", crate::fake_kube::SERVICE_LABEL);
     for seen in kube.seen() {
         assert!(
             seen.path.contains(&format!("/namespaces/{NAMESPACE}/")),

@@ -4,17 +4,13 @@
 //! (announces, readiness, re-resolving, shutdown). No `shoal` processes:
 //! nothing here gossips, the gossip addresses are only data.
 
-mod common;
-#[path = "common/dns.rs"]
-mod dns;
-
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{WAIT, poll_until};
-use dns::DnsServer;
+use crate::common::{WAIT, poll_until};
+use crate::dns::DnsServer;
 use shoal::discovery::{Resolved, Seed, SeedResolver, SeedSettings, run_seed_loop};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;

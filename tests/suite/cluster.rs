@@ -3,9 +3,7 @@
 //! passed on and never cached, a dead owner is loaded around, and keys reach
 //! the origin as one encoded path segment.
 
-mod common;
-
-use common::{Addrs, Cluster, Config, Origin, WAIT, enc};
+use crate::common::{Addrs, Cluster, Config, Origin, WAIT, enc};
 use futures::future::join_all;
 
 /// This file's loopback block: nodes run on 127.0.31.2, 127.0.31.3, …
