@@ -41,19 +41,26 @@ use crate::ring::{RingHistory, Rings};
 use crate::security::{self, Keyring};
 
 pub(super) async fn start(
-    config: Config,
+    mut config: Config,
     mut loaders: BTreeMap<String, Arc<dyn DynLoader>>,
     listeners: Listeners,
 ) -> Result<NodeHandle, NodeError> {
     install_crypto_provider();
-    let metrics = Arc::new(Metrics::new());
-    let self_id = config.node.member_id();
-    let mut background = Background::new();
     let addrs = listeners.addrs().map_err(|source| NodeError::Bind {
         what: "service",
         addr: std::net::SocketAddr::new(config.node.service_bind, config.node.ports.service),
         source,
     })?;
+    // The ports the listeners have are the node's ports, whatever the
+    // config said: a caller may bind port 0. The peer port is part of the
+    // node's id on every ring.
+    let [service, peer, admin] = addrs;
+    config.node.ports.service = service.port();
+    config.node.ports.peer = peer.port();
+    config.node.ports.admin = admin.port();
+    let metrics = Arc::new(Metrics::new());
+    let self_id = config.node.member_id();
+    let mut background = Background::new();
 
     let keyring = match &config.keyring_file {
         Some(path) => {

@@ -14,6 +14,8 @@
 //!   failure detection, rejoining, keyrings, junk datagrams.
 //! - `churn`: restarts, rolls, scale-out and a killed owner with the cache
 //!   kept warm: previous-owner peeks, handoff, successor failover.
+//! - `embedded`: shoal as a library: `Node::builder`, Rust loaders,
+//!   caller-bound listeners, `NodeHandle` and `GroupHandle`.
 //! - `discovery`: seed resolution against a real DNS server, and the seed
 //!   loop.
 //! - `kubernetes`: the EndpointSlice cross-check against a fake API server
@@ -32,6 +34,7 @@ mod fake_kube;
 mod churn;
 mod cluster;
 mod discovery;
+mod embedded;
 mod gossip;
 mod kubernetes;
 mod node;
