@@ -1,60 +1,109 @@
+#![warn(missing_docs)]
 //! # shoal
 //!
-//! A distributed read-through cache node: groupcache semantics (consistent-hash
+//! A distributed read-through cache: groupcache semantics (consistent-hash
 //! ownership, singleflight loading, a main and a hot cache, peer fetches)
-//! served over HTTP, with memberlist-style SWIM gossip membership, for
-//! Kubernetes pods.
+//! with memberlist-style SWIM gossip membership, for Kubernetes pods. It
+//! runs as the `shoal` binary beside an app, which calls it over HTTP on
+//! `localhost:3000`, or embedded in a Rust service as this library.
+//!
+//! # Embedding
+//!
+//! A [`Config`] (from YAML in the config file's format, or from flags and a
+//! file as the binary builds it), a [`Loader`] per group, and the
+//! [`Listeners`] to serve on: [`Node::builder`] starts a node and returns a
+//! [`NodeHandle`], whose [`GroupHandle`]s get, put and delete in the
+//! process. The node still serves the service, peer and admin APIs, so
+//! embedded nodes, sidecar nodes and `kubectl port-forward` all meet in one
+//! cluster. See `examples/embedded.rs` and the README.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use shoal::{Config, Fresh, Listeners, LoadError, Loader, Node, Value};
+//!
+//! struct Users;
+//!
+//! impl Loader for Users {
+//!     async fn load(&self, key: &str) -> Result<Fresh, LoadError> {
+//!         let row = format!("user {key}"); // the slow part: a database, say
+//!         Ok(Fresh::new(Value::new(row, None)).with_ttl(Duration::from_secs(60)))
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::from_yaml("membership: { static_peers: [10.0.0.1, 10.0.0.2] }")?;
+//! let listeners = Listeners::bind(&config)?;
+//! let node = Node::builder(config).loader("users", Users).start(listeners).await?;
+//! let users = node.group("users").expect("added by the builder");
+//! let user = users.get("42").await?; // loaded once for the whole cluster
+//! # drop(user);
+//! node.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Layout
 //!
-//! Dependencies point down the list: the pure parts know nothing of HTTP.
+//! Imports point down this list, never up or sideways between the two HTTP
+//! faces (`tests/suite/layering.rs` checks it); the pure parts know nothing
+//! of HTTP.
 //!
-//! - [`node`]: wiring. Builds everything from a [`config::Config`], serves,
-//!   shuts down in order. The only module that joins the others.
-//! - [`http`]: the service API (apps, port 3000) and the admin API (metrics,
+//! - `node`: the wiring. [`Node::builder`] → [`NodeHandle`]; the membership
+//!   source (fixed or gossip, one struct), rings from membership, the
+//!   ordered shutdown. The only module that joins the others.
+//! - `http`: the service API (apps, port 3000) and the admin API (metrics,
 //!   health, members, ring, stats; port 9090), on axum.
-//! - [`peer`]: the node-to-node API (port 8000): its wire format, the reqwest
+//! - `peer`: the node-to-node API (port 8000): its wire format, the reqwest
 //!   client the cache uses, and the axum server that answers.
-//! - [`wire`]: what those two faces share, so neither imports the other:
-//!   the JSON error response, the one [`wire::ErrorKind`] of every error
-//!   either answers with (defined below the cache, which names kinds), the
-//!   shared header names, body reading.
-//! - [`membership`]: who is in the cluster, published as snapshots: a fixed
+//! - `wire`: what those two faces share: the JSON error response, the
+//!   header names, body reading.
+//! - `loader`: the built-in loaders, [`DemoLoader`] and HTTP origins.
+//! - `membership`: who is in the cluster, published as snapshots: a fixed
 //!   list, or SWIM gossip (foca, driven by one task; identities, timings,
 //!   timers and invalidation broadcasts as pure parts).
-//! - [`discovery`]: gossip seeds, re-resolved through DNS; whom to announce to;
-//!   the Kubernetes EndpointSlice cross-check (the only place kube is used).
-//! - [`cache`]: groups: main and hot caches (moka, weighed in bytes),
-//!   singleflight, TTLs, invalidation epochs, hot admission, stats; and what
-//!   keeps them warm through churn: previous-owner peeks, successor
-//!   failover, handoff planning, write versions (a hybrid logical clock) and
-//!   the record of superseded writes. Reads the rings from a snapshot;
-//!   reaches peers through a trait.
-//! - [`loader`]: origins: the demo loader and HTTP origins.
-//! - [`ring`]: consistent-hash ring over member ids, and the history of
+//! - [`discovery`]: gossip seeds, re-resolved through DNS; whom to announce
+//!   to; the Kubernetes EndpointSlice cross-check (the only place kube is
+//!   used).
+//! - `cache`: groups: main and hot caches (moka, weighed in bytes),
+//!   singleflight, TTLs, invalidation epochs, hot admission, stats; the
+//!   [`Loader`] trait and [`Fresh`], the one value-with-freshness type; and
+//!   what keeps the cache warm through churn: previous-owner peeks,
+//!   successor failover, handoff planning, write versions (a hybrid logical
+//!   clock) and the record of superseded writes. Reads the rings from a
+//!   snapshot; reaches peers through a trait.
+//! - `ring`: the consistent-hash ring over member ids, and the history of
 //!   rings that says whom to ask for a key that moved. Pure.
-//! - [`config`]: file + environment + flags → a validated config. Pure but
-//!   for reading the file.
-//! - [`metrics`]: the Prometheus registry and pre-labelled handles.
-//! - [`security`]: the keyring, sealed gossip packets and signed peer requests.
+//! - [`config`]: file + environment + flags → a validated [`Config`]; the
+//!   gossip [`config::Seed`]. Pure but for reading the file.
+//! - `metrics`: the Prometheus registry and pre-labelled handles.
+//! - `security`: the keyring, sealed gossip packets and signed peer
+//!   requests.
+//! - `error_kind`: the one enum of error kinds both HTTP faces answer with
+//!   (its wire word, HTTP status and metric label); `error_chain`: walking
+//!   an error's causes.
 
-pub mod cache;
 pub mod config;
 pub mod discovery;
+
+mod cache;
 mod error_chain;
 mod error_kind;
-pub mod http;
-pub mod loader;
-pub mod membership;
-pub mod metrics;
-pub mod node;
-pub mod peer;
-pub mod ring;
-pub mod security;
-pub mod wire;
+mod http;
+mod loader;
+mod membership;
+mod metrics;
+mod node;
+mod peer;
+mod ring;
+mod security;
+mod wire;
 
-pub use cache::{Fetched, Fresh, GroupError, GroupStats, LoadError, Loader, Source, Value};
+pub use cache::{
+    Fetched, Fresh, GroupError, GroupStats, LoadError, Loader, Source, StoreStats, Value,
+};
 pub use config::{Config, ConfigError};
 pub use loader::DemoLoader;
 pub use membership::{MemberInfo, MemberState};
-pub use node::{GroupHandle, Listeners, Node, NodeBuilder, NodeError, NodeHandle};
+pub use node::{
+    GroupHandle, Listeners, Node, NodeBuilder, NodeError, NodeHandle, install_crypto_provider, run,
+};

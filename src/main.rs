@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(shoal::node::run(config, shutdown_signal())) {
+    match runtime.block_on(shoal::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %e, "node failed");

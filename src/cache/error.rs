@@ -11,27 +11,52 @@ use thiserror::Error;
 
 use crate::error_kind::ErrorKind;
 
+/// Why a get, put or delete failed. Each variant has a kind that the HTTP
+/// APIs answer in `x-shoal-error` (`origin-404`, `peer-timeout`, …).
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GroupError {
+    /// The loader said the key has no value (404).
     #[error("the origin has no value for this key")]
     OriginNotFound,
     /// The origin failed; the text says how (it is a whole sentence).
     #[error("{0}")]
     OriginFailure(Arc<str>),
+    /// The loader did not answer within this long.
     #[error("the origin did not answer within {}", humantime::format_duration(*.0))]
     OriginTimeout(Duration),
+    /// The key's owner did not answer within the peer timeout.
     #[error("the owner {owner} did not answer within {}", humantime::format_duration(*.after))]
-    PeerTimeout { owner: Arc<str>, after: Duration },
+    PeerTimeout {
+        /// The owner's name.
+        owner: Arc<str>,
+        /// How long it had.
+        after: Duration,
+    },
+    /// The request to the key's owner failed after it connected.
     #[error("the request to the owner {owner} failed: {detail}")]
-    PeerFailure { owner: Arc<str>, detail: Arc<str> },
+    PeerFailure {
+        /// The owner's name.
+        owner: Arc<str>,
+        /// How it failed.
+        detail: Arc<str>,
+    },
+    /// The key's owner (for a PUT or DELETE) could not be connected to.
     #[error("the owner {owner} cannot be reached: {detail}")]
-    OwnerUnreachable { owner: Arc<str>, detail: Arc<str> },
+    OwnerUnreachable {
+        /// The owner's name.
+        owner: Arc<str>,
+        /// Why not.
+        detail: Arc<str>,
+    },
+    /// A load panicked or was dropped (a bug).
     #[error("the load failed unexpectedly (a bug: see the node's log)")]
     Internal,
 }
 
 impl GroupError {
-    pub fn kind(&self) -> ErrorKind {
+    /// The error's kind, as the HTTP APIs name it.
+    pub(crate) fn kind(&self) -> ErrorKind {
         match self {
             GroupError::OriginNotFound => ErrorKind::OriginNotFound,
             GroupError::OriginFailure(_) => ErrorKind::OriginFailure,

@@ -154,25 +154,45 @@ pub struct Group {
 /// `/_stats` shows them.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupStats {
+    /// Gets, from clients and from other nodes.
     pub gets: u64,
+    /// Gets answered from the main or hot cache.
     pub cache_hits: u64,
+    /// Values fetched from another node.
     pub peer_loads: u64,
+    /// Requests to other nodes that failed.
     pub peer_errors: u64,
+    /// Gets that missed both caches.
     pub loads: u64,
+    /// Misses that ran a load (the rest joined one already running).
     pub loads_deduped: u64,
+    /// Loads this node ran through its loader.
     pub local_loads: u64,
+    /// Of those, the ones that failed.
     pub local_load_errs: u64,
+    /// Gets that came from other nodes.
     pub server_requests: u64,
+    /// Entries this node handed to the next owners when it left.
     pub handoff_entries_sent: u64,
+    /// Entries other nodes handed to this one.
     pub handoff_entries_received: u64,
+    /// Bytes of the entries sent.
     pub handoff_bytes_sent: u64,
+    /// Bytes of the entries received.
     pub handoff_bytes_received: u64,
+    /// Handed-off entries refused as older than what this node knows.
     pub handoff_refused: u64,
+    /// Previous owners' copies taken instead of a load.
     pub previous_owner_hits: u64,
+    /// Peeks at previous owners that found nothing.
     pub previous_owner_misses: u64,
+    /// Peeks at previous owners that failed.
     pub previous_owner_errors: u64,
+    /// Keys loaded as an unreachable owner's successor.
     pub successor_loads: u64,
+    /// The main cache: keys this node owns.
     pub main: StoreStats,
+    /// The hot cache: popular keys owned by others.
     pub hot: StoreStats,
 }
 

@@ -35,11 +35,6 @@ impl Groups {
         self.by_name.values()
     }
 
-    /// The largest `max_value` of any group: the most a PUT body may hold.
-    pub fn largest_max_value(&self) -> u64 {
-        self.iter().map(|g| g.config().max_value).max().unwrap_or(0)
-    }
-
     /// Hands every group's main cache to its owners on `next_owners`, one
     /// group after another, within one byte budget and `deadline`.
     pub async fn hand_off(

@@ -19,9 +19,7 @@ mod value;
 mod version;
 
 pub use error::GroupError;
-pub use group::{
-    Cluster, CopyDrop, CopyDrops, Group, GroupStats, HandoffReport, Requester, RingView,
-};
+pub use group::{Cluster, CopyDrop, CopyDrops, Group, GroupStats, Requester, RingView};
 pub use groups::Groups;
 pub use handoff::{BATCH_BYTES as HANDOFF_BATCH_BYTES, HandedOff, HandoffReceipt};
 pub(crate) use loader::DynLoader;

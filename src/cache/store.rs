@@ -23,10 +23,15 @@ pub struct Store {
 /// One cache's figures, as `/_stats` reports them.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StoreStats {
+    /// Bytes held, as weighed against the capacity.
     pub bytes: u64,
+    /// Entries held.
     pub items: u64,
+    /// Lookups.
     pub gets: u64,
+    /// Lookups that found a fresh entry.
     pub hits: u64,
+    /// Entries pushed out to stay within the capacity.
     pub evictions: u64,
 }
 

@@ -11,9 +11,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(
     name = "shoal",
     version,
-    about = "A distributed read-through cache node"
+    about = "A distributed read-through cache node",
+    long_about = None
 )]
+/// The binary's flags; each also reads its environment variable.
 pub struct Cli {
+    /// A subcommand instead of running the node.
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -54,6 +57,8 @@ pub struct Cli {
     pub admin_port: Option<u16>,
 
     /// Fixed membership: every node's IP[:PORT], this node included (repeatable)
+    // The doc comment is the flag's help text, so `[:PORT]` stays unescaped.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(
         long = "peer",
         env = "SHOAL_PEERS",
@@ -85,16 +90,22 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+/// The binary's subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Validate a config file: exit 0 if it is valid, 2 naming the field at fault.
     CheckConfig {
+        /// The config file to check.
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
 }
 
+/// How the binary writes its log: `text`, one line per event, or `json`,
+/// one object per event.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+// Doc comments on the variants would turn `--help` into its long form.
+#[allow(missing_docs)]
 pub enum LogFormat {
     #[default]
     Text,

@@ -8,9 +8,11 @@ use std::path::PathBuf;
 pub struct ConfigError {
     /// The config file, when the value came from one.
     pub file: Option<PathBuf>,
+    /// The line in the file, when known.
     pub line: Option<u64>,
     /// The field, as a dotted path or a flag name.
     pub field: Option<String>,
+    /// What is wrong with it, and what would be right.
     pub message: String,
 }
 

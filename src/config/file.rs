@@ -29,7 +29,9 @@ pub fn read_file(path: &Path) -> Result<FileConfigText, ConfigError> {
 /// A config file's path and contents.
 #[derive(Debug, Clone)]
 pub struct FileConfigText {
+    /// Where it was read from, for error messages.
     pub path: PathBuf,
+    /// Its YAML.
     pub text: String,
 }
 

@@ -5,12 +5,17 @@ use std::net::{IpAddr, Ipv6Addr};
 /// What the host tells us: read once at start, passed in so tests can vary it.
 #[derive(Debug, Clone, Default)]
 pub struct HostFacts {
+    /// The node's name when neither a flag, `POD_NAME` nor the file gives one.
     pub hostname: String,
     /// The host's addresses, in interface order.
     pub addresses: Vec<IpAddr>,
+    /// Whether the host can bind IPv6 (the default bind is then `::`).
     pub ipv6: bool,
+    /// `POD_NAME` (downward API): the node's name.
     pub pod_name: Option<String>,
+    /// `POD_IP` (downward API): the address to advertise.
     pub pod_ip: Option<IpAddr>,
+    /// `POD_NAMESPACE` (downward API): the cross-check's namespace.
     pub pod_namespace: Option<String>,
 }
 

@@ -21,7 +21,9 @@ const MAX_LABEL: usize = 63;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("seed {input:?}: {reason}")]
 pub struct SeedError {
+    /// The seed as written.
     pub input: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 
@@ -29,6 +31,7 @@ pub struct SeedError {
 /// it resolves to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SeedHost {
+    /// A literal address.
     Ip(IpAddr),
     /// A DNS name as written (a trailing dot makes it fully qualified).
     Name(String),
@@ -37,6 +40,7 @@ pub enum SeedHost {
 /// A parsed seed: a host and the gossip port to reach it on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Seed {
+    /// The address or name.
     pub host: SeedHost,
     /// The gossip port every address of this seed is reached on.
     pub port: u16,

@@ -17,14 +17,21 @@ use super::{DEFAULT_HANDOFF_MAX_BYTES, DEFAULT_PEEK_TIMEOUT, DEFAULT_PREVIOUS_RI
 /// A validated node configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// This node: name, addresses, ports, drain, key limit (`node:`).
     pub node: NodeConfig,
+    /// Requests to other nodes (`peer:`).
     pub peer: PeerConfig,
+    /// Who is in the cluster (`membership:` and `discovery:`).
     pub membership: MembershipConfig,
     /// Keys that seal gossip and sign peer requests; `None`: unauthenticated.
     pub keyring_file: Option<PathBuf>,
+    /// The group that one-segment paths (`/{key}`) read.
     pub default_group: Option<String>,
+    /// The groups, by name.
     pub groups: BTreeMap<String, GroupConfig>,
+    /// What keeps the cache warm while membership changes (`churn:`).
     pub churn: ChurnConfig,
+    /// How the binary writes its log.
     pub log_format: LogFormat,
 }
 
@@ -58,8 +65,10 @@ impl Default for ChurnConfig {
     }
 }
 
+/// This node (`node:`).
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    /// The node's name in logs and on `/_members`.
     pub name: String,
     /// Address of the peer, gossip and admin listeners.
     pub bind: IpAddr,
@@ -67,8 +76,11 @@ pub struct NodeConfig {
     pub service_bind: IpAddr,
     /// Address other nodes reach this node at.
     pub advertise: IpAddr,
+    /// The four ports.
     pub ports: Ports,
+    /// How long a node still serves after it leaves, on SIGTERM.
     pub drain: Duration,
+    /// The longest key accepted, in bytes.
     pub max_key: usize,
 }
 
@@ -79,14 +91,20 @@ impl NodeConfig {
     }
 }
 
+/// The node's ports (`node.ports:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
+    /// The service API, for apps (3000).
     pub service: u16,
+    /// The peer API, for other nodes (8000); part of the node's id.
     pub peer: u16,
+    /// SWIM gossip, UDP (7946).
     pub gossip: u16,
+    /// Metrics, health, members (9090).
     pub admin: u16,
 }
 
+/// Requests to other nodes (`peer:`).
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
     /// Whole-request timeout for peer fetches; exceeds every loader timeout.
@@ -95,6 +113,7 @@ pub struct PeerConfig {
     pub connect_timeout: Duration,
 }
 
+/// Where membership comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MembershipConfig {
     /// A node on its own: it owns every key.
@@ -105,13 +124,16 @@ pub enum MembershipConfig {
     Gossip(GossipConfig),
 }
 
+/// SWIM gossip membership.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GossipConfig {
     /// The seeds, parsed; a name stands for every address it resolves to.
     pub seeds: Vec<Seed>,
+    /// How often the seeds are resolved again once joined.
     pub resolve_interval: Duration,
     /// DNS server for seed lookups; `None`: the system resolver.
     pub dns_server: Option<SocketAddr>,
+    /// SWIM's timings.
     pub swim: SwimConfig,
     /// The EndpointSlice cross-check; `None`: off, SWIM alone.
     pub kubernetes: Option<KubernetesConfig>,
@@ -142,12 +164,14 @@ pub struct SwimConfig {
     pub suspicion_multiplier: f64,
     /// How often updates are gossiped, and to how many members.
     pub gossip_interval: Duration,
+    /// Members each gossip round goes to.
     pub gossip_nodes: u8,
     /// An update is sent this many × ceil(log10(N + 1)) times.
     pub retransmit_multiplier: u8,
 }
 
 impl SwimConfig {
+    /// The timings of a named profile.
     pub fn profile(profile: SwimProfile) -> Self {
         match profile {
             SwimProfile::Lan => Self {
@@ -172,10 +196,12 @@ impl SwimConfig {
     }
 }
 
+/// One group's settings (`groups.NAME:`).
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
     /// Main cache size in bytes; the hot cache gets `hot_fraction` of it on top.
     pub capacity: u64,
+    /// The hot cache's size as a fraction of `capacity`.
     pub hot_fraction: f64,
     /// `None`: entries do not expire (an origin's max-age may still cap them).
     pub ttl: Option<Duration>,
@@ -183,9 +209,11 @@ pub struct GroupConfig {
     pub hot_ttl: Option<Duration>,
     /// How long an origin 404 is remembered; `None`: not at all.
     pub negative_ttl: Option<Duration>,
+    /// Refuse PUT and DELETE on the service API.
     pub read_only: bool,
     /// Larger values are served but not cached (and refused by PUT).
     pub max_value: u64,
+    /// Where values come from.
     pub loader: LoaderConfig,
 }
 
@@ -224,10 +252,14 @@ impl Config {
     }
 }
 
+/// A group's origin (`groups.NAME.loader:`).
 #[derive(Debug, Clone)]
 pub enum LoaderConfig {
     /// Sleeps `delay`, then answers `Value of <key>`.
-    Demo { delay: Duration },
+    Demo {
+        /// How long each load takes.
+        delay: Duration,
+    },
     /// Fetches the key from an HTTP origin.
     Http {
         /// The origin URL, with the key in place of `{key}`.
@@ -257,7 +289,9 @@ impl LoaderConfig {
 /// An origin URL with one `{key}` placeholder, split around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlTemplate {
+    /// The URL up to `{key}`.
     pub before: String,
+    /// The URL after `{key}`.
     pub after: String,
 }
 

@@ -10,20 +10,20 @@
 //! - `resolver`: [`SeedResolver`], the only place hickory-resolver is used.
 //! - `schedule`: when to resolve again, whom to announce to, the readiness
 //!   rule. Pure: time and randomness are inputs.
-//! - [`kubernetes`]: the EndpointSlice cross-check (`discovery.kubernetes`),
+//! - `kubernetes`: the EndpointSlice cross-check (`discovery.kubernetes`),
 //!   the only place kube is used.
 //!
 //! This module knows neither foca nor the membership types: the node passes
 //! it a view of the membership's gossip addresses and takes announce
 //! targets from a channel.
 
-pub mod kubernetes;
+pub(crate) mod kubernetes;
 mod resolver;
 mod schedule;
 
 pub use crate::config::{Seed, SeedHost};
 pub use resolver::{Resolved, SeedResolver};
-pub use schedule::{DEFAULT_FANOUT, FIRST_RETRY, Schedule, alone, announce_targets, ready};
+pub(crate) use schedule::{DEFAULT_FANOUT, Schedule, announce_targets, ready};
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -36,17 +36,26 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+/// Why seeds cannot be resolved at all.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
+    /// `/etc/resolv.conf` (or its like) cannot be read or used.
     #[error("cannot use the system DNS configuration: {0}")]
     SystemDns(String),
+    /// The configured `--dns-server` cannot be used.
     #[error("cannot use DNS server {server}: {reason}")]
-    DnsServer { server: SocketAddr, reason: String },
+    DnsServer {
+        /// The server configured.
+        server: SocketAddr,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// What the seed loop works from.
 #[derive(Debug, Clone)]
 pub struct SeedSettings {
+    /// The seeds to resolve.
     pub seeds: Vec<Seed>,
     /// This node's gossip address (advertise IP and gossip port): never
     /// announced to, and the one address a node may find alone.
@@ -58,6 +67,7 @@ pub struct SeedSettings {
 }
 
 impl SeedSettings {
+    /// Settings with the default fanout.
     pub fn new(seeds: Vec<Seed>, me: SocketAddr, resolve_interval: Duration) -> Self {
         Self {
             seeds,
@@ -68,7 +78,7 @@ impl SeedSettings {
     }
 }
 
-/// Resolves the seeds until `shutdown`, on the [`Schedule`]: at once, then
+/// Resolves the seeds until `shutdown`, on its schedule: at once, then
 /// 1, 2, 4, 8 s … until `joined` turns true, then every resolve interval
 /// (lookup failures are logged and retried on the quick steps, never fatal).
 ///

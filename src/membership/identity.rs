@@ -48,7 +48,8 @@ impl NodeId {
     }
 
     /// The member's id on the ring: advertise IP and peer port.
-    pub fn ring_id(&self) -> SocketAddr {
+    #[cfg(test)]
+    fn ring_id(&self) -> SocketAddr {
         SocketAddr::new(self.gossip.ip(), self.peer_port)
     }
 }

@@ -13,23 +13,28 @@ mod timers;
 pub use driver::{Gossip, GossipSender, GossipSettings};
 pub use identity::NodeId;
 pub use invalidation::Invalidation;
-pub use swim::{MAX_DATAGRAM, foca_config};
 
 use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
+/// A member's state, as SWIM sees it (fixed members are always alive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberState {
+    /// Answering probes.
     Alive,
+    /// Missed a probe; still owns keys until suspicion runs out.
     Suspect,
+    /// Left, or failed: owns no keys.
     Down,
 }
 
 impl MemberState {
+    /// Every state, in the order of the `shoal_members{state}` gauges.
     pub const ALL: [MemberState; 3] = [MemberState::Alive, MemberState::Suspect, MemberState::Down];
 
+    /// The state's name on `/_members` and in metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             MemberState::Alive => "alive",
@@ -44,14 +49,20 @@ impl MemberState {
     }
 }
 
+/// One member, as `/_members` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MemberInfo {
+    /// The member's node name (a fixed peer's is its address).
     pub name: String,
     /// The member's advertised IP.
     pub addr: IpAddr,
+    /// Its peer API port.
     pub peer_port: u16,
+    /// Its gossip port (0 for a fixed peer).
     pub gossip_port: u16,
+    /// Alive, suspect or down.
     pub state: MemberState,
+    /// SWIM's counter for refuting suspicion.
     pub incarnation: u64,
     /// Chosen when the node started: a restarted node has a new one.
     pub generation: u64,

@@ -18,7 +18,9 @@ use crate::peer::client::HttpPeers;
 use crate::peer::protocol;
 use crate::peer::server::{self, PeerState};
 use crate::ring::{Member, Ring, Rings};
-use crate::security::signing::{NONCE_HEADER, SENDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::security::signing::wire::{
+    NONCE_HEADER, SENDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
 use crate::security::{Keyring, RequestParts, Signer, unix_now};
 use bytes::Bytes;
 use tokio::net::TcpListener;

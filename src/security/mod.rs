@@ -27,7 +27,7 @@ pub(crate) mod seal;
 pub mod signing;
 
 pub(crate) use keyring::spawn_watch;
-pub use keyring::{Keyring, KeyringError, ParseError};
+pub use keyring::{Keyring, KeyringError};
 pub(crate) use seal::{SEAL_OVERHEAD, open, seal};
 pub(crate) use signing::{Presented, Refusal, Verifier};
 pub use signing::{RequestParts, Signer, unix_now};

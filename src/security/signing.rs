@@ -44,12 +44,12 @@ mod signer;
 #[cfg(test)]
 mod tests;
 mod verifier;
-mod wire;
+pub(crate) mod wire;
 
-pub use signer::{InvalidSender, Signer};
+pub use signer::Signer;
 pub(crate) use verifier::Verifier;
 pub(crate) use wire::Presented;
-pub use wire::{NONCE_HEADER, RequestParts, SENDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+pub use wire::RequestParts;
 
 /// Why a request was refused. [`Refusal::reason`] is its metric label.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -19,6 +19,6 @@ mod body;
 mod error;
 pub mod headers;
 
-pub use crate::error_kind::{ErrorKind, UnknownKind};
+pub use crate::error_kind::ErrorKind;
 pub use body::read_body;
 pub use error::ApiError;

@@ -345,7 +345,11 @@ async fn a_handed_off_entry_keeps_its_remaining_ttl() {
         format!(
             "http://{ip}:{}{}",
             crate::common::PEER_PORT,
-            shoal::peer::protocol::path("ttl", key)
+            // The peer API's path for a key: its unpadded base64url.
+            format!(
+                "/_shoal/v1/ttl/{}",
+                base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, key)
+            )
         )
     };
     let client = crate::common::http_client();

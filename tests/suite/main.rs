@@ -20,6 +20,8 @@
 //!   loop.
 //! - `kubernetes`: the EndpointSlice cross-check against a fake API server
 //!   (`shoal` processes: `KUBECONFIG` is per process).
+//! - `layering`: imports point down the layers of `src/lib.rs`; external
+//!   crates stay where the design puts them.
 //!
 //! The partition test (`tests/partition.rs`) is a binary of its own: it
 //! needs root and network namespaces, and says when it was skipped.
@@ -37,4 +39,5 @@ mod discovery;
 mod embedded;
 mod gossip;
 mod kubernetes;
+mod layering;
 mod node;

@@ -27,10 +27,7 @@
 mod reconcile;
 mod watch;
 
-pub use reconcile::{
-    Changes, CrossCheck, Disagreement, DisagreementKind, EndpointState, SliceStore, SwimMember,
-    disagreements,
-};
+pub use reconcile::SwimMember;
 pub use watch::run_cross_check;
 
 use std::collections::HashSet;

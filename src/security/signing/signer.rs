@@ -1,15 +1,16 @@
 //! The sending side: signs a request with the keyring's first key and a
 //! fresh nonce.
 
+#[cfg(test)]
+use super::wire::MAX_SENDER_LEN;
+use super::wire::{self, RequestParts};
+use crate::security::Keyring;
 use hmac::Mac;
 use http::{HeaderMap, HeaderValue};
-use thiserror::Error;
-
-use super::wire::{self, MAX_SENDER_LEN, RequestParts};
-use crate::security::Keyring;
 
 /// A sender id that cannot go into a header.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a sender id is 1 to {MAX_SENDER_LEN} visible ASCII characters (no spaces), not {0:?}")]
 pub struct InvalidSender(pub(crate) String);
 
@@ -23,6 +24,7 @@ pub struct Signer {
 impl Signer {
     /// A signer for `sender`, this node's id as peers know it (its
     /// advertised peer address, such as `10.0.0.7:8000`).
+    #[cfg(test)]
     pub fn new(sender: &str) -> Result<Self, InvalidSender> {
         if !wire::valid_sender(sender) {
             return Err(InvalidSender(sender.to_owned()));

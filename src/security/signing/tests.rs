@@ -4,7 +4,9 @@ use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 
 use super::verifier::MAX_SKEW;
-use super::wire::MAX_SENDER_LEN;
+use super::wire::{
+    MAX_SENDER_LEN, NONCE_HEADER, SENDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
 use super::*;
 use crate::security::Keyring;
 use crate::security::keyring::KEY_LEN;
