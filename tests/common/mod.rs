@@ -366,6 +366,10 @@ impl NodeSpec {
     }
 
     /// Starts the `shoal` binary: for tests of the process itself.
+    #[allow(
+        clippy::wrong_self_convention,
+        reason = "a builder step, named for what the node runs as"
+    )]
     pub fn as_process(mut self) -> Self {
         self.process = true;
         self
