@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use reqwest::header::HeaderMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -115,36 +116,19 @@ pub async fn raw_request(addr: SocketAddr, method: &str, path: &str) -> (u16, St
     (status, answer)
 }
 
-/// Percent-encodes every byte of `key` except RFC 3986 unreserved characters,
-/// so the key is one path segment that no URL library rewrites.
+/// What [`enc`] leaves as it is: ASCII letters, digits, `-`, `_` and `~`,
+/// RFC 3986's unreserved characters but `.`. A `.` is escaped too, so that
+/// keys such as `.` and `..` stay keys and are not taken for dot-segments.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
+
+/// Percent-encodes every byte of `key` but those [`SEGMENT`] keeps, so the
+/// key is one path segment that no URL library rewrites.
 pub fn enc(key: &str) -> String {
-    let mut out = String::new();
-    for byte in key.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(key, SEGMENT).to_string()
 }
 
-/// Decodes `%XX` escapes; anything else is kept as it is.
+/// Decodes `%XX` escapes (`XX` two hex digits); anything else, a malformed
+/// escape included, is kept as it is.
 pub fn pct_decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(value) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(value);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    out
+    percent_decode_str(text).collect()
 }
