@@ -414,7 +414,7 @@ async fn measure(args: &Args, profile: &str) -> Vec<(String, String)> {
 #[tokio::main]
 async fn main() {
     let args = parse_args();
-    shoal::node::install_crypto_provider();
+    shoal::install_crypto_provider();
     assert!(
         args.nodes >= 3 && args.nodes <= 200,
         "--nodes between 3 and 200"

@@ -217,7 +217,7 @@ async fn run(args: Args) -> Result<()> {
 #[tokio::main]
 async fn main() {
     START.get_or_init(Instant::now);
-    shoal::node::install_crypto_provider();
+    shoal::install_crypto_provider();
     let result = match parse_args() {
         Ok(args) => run(args).await,
         Err(error) => Err(error),

@@ -7,7 +7,7 @@
 //!   address, on a thread and a single-threaded runtime of its own, from
 //!   the same flags and config file the binary would get. Where the process
 //!   is the point (signals, exit codes, environment variables, network
-//!   namespaces) [`NodeSpec::as_process`] starts the `shoal` binary instead.
+//!   namespaces) [`NodeSpec::in_own_process`] starts the `shoal` binary instead.
 //!   Either way: killed on drop (an in-process node by dropping its runtime,
 //!   which closes every socket as SIGKILL would), its log printed when the
 //!   test failed; [`Node::terminate`] and [`Node::wait_exit`] check clean

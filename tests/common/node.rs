@@ -51,11 +51,7 @@ impl NodeSpec {
     }
 
     /// Starts the `shoal` binary: for tests of the process itself.
-    #[allow(
-        clippy::wrong_self_convention,
-        reason = "a builder step, named for what the node runs as"
-    )]
-    pub fn as_process(mut self) -> Self {
+    pub fn in_own_process(mut self) -> Self {
         self.process = true;
         self
     }
@@ -193,7 +189,7 @@ impl Node {
         Self::start(NodeSpec::new(ip).config(config)).await
     }
 
-    /// The process's pid; only a node started [`NodeSpec::as_process`] has one.
+    /// The process's pid; only a node started [`NodeSpec::in_own_process`] has one.
     pub fn pid(&self) -> i32 {
         match &self.running {
             Running::Process(child) => i32::try_from(child.id()).expect("pid fits i32"),

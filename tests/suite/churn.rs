@@ -341,17 +341,12 @@ async fn a_handed_off_entry_keeps_its_remaining_ttl() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     let owner_ip = cluster.nodes[0].ring_owner("ttl", key).await;
     let index = cluster.index_of(owner_ip);
-    let peer_url = |ip: IpAddr| {
-        format!(
-            "http://{ip}:{}{}",
-            crate::common::PEER_PORT,
-            // The peer API's path for a key: its unpadded base64url.
-            format!(
-                "/_shoal/v1/ttl/{}",
-                base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, key)
-            )
-        )
-    };
+    // The peer API's path for a key: its unpadded base64url.
+    let path = format!(
+        "/_shoal/v1/ttl/{}",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, key)
+    );
+    let peer_url = |ip: IpAddr| format!("http://{ip}:{}{path}", crate::common::PEER_PORT);
     let client = crate::common::http_client();
     let ttl_at = |ip: IpAddr| {
         let client = client.clone();

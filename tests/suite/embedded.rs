@@ -263,9 +263,8 @@ async fn a_group_with_no_loader_anywhere_is_refused() {
         Ok(_) => panic!("a group without a loader started"),
     }
     // And a config error names the field, as the binary's do.
-    let error = Config::from_yaml("groups: { g: { capacty: 1MiB } }")
-        .err()
-        .expect("a typo is refused");
+    let error =
+        Config::from_yaml("groups: { g: { capacty: 1MiB } }").expect_err("a typo is refused");
     assert!(error.to_string().contains("groups.g.capacty"), "{error}");
 }
 

@@ -340,7 +340,7 @@ async fn an_invalidation_wins_over_an_in_flight_load() {
 async fn demo_config_without_a_file() {
     // The binary, as the README's quick start runs it: no file, no flags
     // but the address.
-    let node = Node::start(NodeSpec::new(ADDRS.next()).as_process()).await;
+    let node = Node::start(NodeSpec::new(ADDRS.next()).in_own_process()).await;
     let first = node.get("/foo").await;
     assert_eq!(first.status, 200, "{}", first.text());
     assert_eq!(first.text(), "Value of foo");
@@ -355,7 +355,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
     let origin = Origin::start().await;
     let spec = NodeSpec::new(ADDRS.next())
         .config(&Config::standard(&origin).drain("3s"))
-        .as_process();
+        .in_own_process();
     let mut node = Node::start(spec).await;
     let before = node.get("/data/warm").await;
     assert_eq!(before.status, 200);
