@@ -19,8 +19,9 @@ use crate::membership::MemberInfo;
 use crate::ring::Rings;
 
 /// A running node. [`NodeHandle::shutdown`] stops it in order; dropping
-/// the handle instead stops it at once, as a crash would (no leave, no
-/// handoff, no drain).
+/// the handle instead stops it at once, as a crash would: no leave, no
+/// handoff, no drain; its listeners close and gossip and its background
+/// loops stop (a connection already open may still finish its request).
 pub struct NodeHandle {
     pub(super) config: Config,
     pub(super) groups: Arc<Groups>,
