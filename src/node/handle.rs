@@ -70,10 +70,11 @@ impl NodeHandle {
             if self.readiness.is_ready() {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, changed.changed())
-                .await
-                .is_err()
-            {
+            // Out of time, or no change can come any more.
+            if !matches!(
+                tokio::time::timeout_at(deadline, changed.changed()).await,
+                Ok(Ok(()))
+            ) {
                 return self.readiness.is_ready();
             }
         }

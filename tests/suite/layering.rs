@@ -53,7 +53,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// A file's code lines with their numbers, without comments and without
-/// its test module.
+/// its inline test module (wherever it stands: skipped to its closing brace).
 fn code_lines(path: &Path) -> Vec<(usize, String)> {
     if path.file_name().is_some_and(|n| n == "tests.rs") {
         return Vec::new();
@@ -61,14 +61,26 @@ fn code_lines(path: &Path) -> Vec<(usize, String)> {
     let text = std::fs::read_to_string(path).expect("read a source file");
     let mut lines = Vec::new();
     let mut after_cfg_test = false;
+    // Open braces of the test module being skipped; `None`: not in one.
+    let mut in_tests: Option<usize> = None;
     for (index, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
+        if let Some(depth) = in_tests {
+            let opened = depth + line.matches('{').count();
+            let closed = line.matches('}').count();
+            in_tests = (opened > closed).then(|| opened - closed);
+            continue;
+        }
         if trimmed.starts_with("//") {
             continue;
         }
         if after_cfg_test && trimmed.starts_with("mod tests") {
-            // By convention the test module closes the file.
-            break;
+            // `mod tests;` lives in a file of its own (left out above).
+            let opened = line.matches('{').count();
+            let closed = line.matches('}').count();
+            in_tests = (opened > closed).then(|| opened - closed);
+            after_cfg_test = false;
+            continue;
         }
         after_cfg_test = trimmed.starts_with("#[cfg(test)]");
         if !after_cfg_test {
