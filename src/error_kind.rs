@@ -59,11 +59,16 @@ pub enum ErrorKind {
     Starting,
     /// `/_ring/…` while the ring has no members.
     EmptyRing,
+    /// A request body that did not arrive within `limits.body_read_timeout`
+    /// and `limits.min_body_rate`.
+    RequestTimeout,
+    /// A connection past the port's `limits.max_connections`.
+    TooManyConnections,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::OriginNotFound,
         ErrorKind::OriginFailure,
         ErrorKind::OriginTimeout,
@@ -84,6 +89,8 @@ impl ErrorKind {
         ErrorKind::Draining,
         ErrorKind::Starting,
         ErrorKind::EmptyRing,
+        ErrorKind::RequestTimeout,
+        ErrorKind::TooManyConnections,
     ];
 
     /// The kind as the `x-shoal-error` header and metric labels spell it.
@@ -109,6 +116,8 @@ impl ErrorKind {
             ErrorKind::Draining => "draining",
             ErrorKind::Starting => "starting",
             ErrorKind::EmptyRing => "empty-ring",
+            ErrorKind::RequestTimeout => "request-timeout",
+            ErrorKind::TooManyConnections => "too-many-connections",
         }
     }
 
@@ -130,9 +139,11 @@ impl ErrorKind {
             ErrorKind::OriginFailure | ErrorKind::PeerFailure | ErrorKind::OwnerUnreachable => {
                 StatusCode::BAD_GATEWAY
             }
-            ErrorKind::Draining | ErrorKind::Starting | ErrorKind::EmptyRing => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorKind::Draining
+            | ErrorKind::Starting
+            | ErrorKind::EmptyRing
+            | ErrorKind::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::OriginTimeout | ErrorKind::PeerTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -217,7 +228,9 @@ mod tests {
                 | ErrorKind::NotCached
                 | ErrorKind::Draining
                 | ErrorKind::Starting
-                | ErrorKind::EmptyRing => {}
+                | ErrorKind::EmptyRing
+                | ErrorKind::RequestTimeout
+                | ErrorKind::TooManyConnections => {}
             }
         }
     }
@@ -255,5 +268,10 @@ mod tests {
         assert_eq!(status("draining"), Ok(StatusCode::SERVICE_UNAVAILABLE));
         assert_eq!(status("starting"), Ok(StatusCode::SERVICE_UNAVAILABLE));
         assert_eq!(status("empty-ring"), Ok(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(status("request-timeout"), Ok(StatusCode::REQUEST_TIMEOUT));
+        assert_eq!(
+            status("too-many-connections"),
+            Ok(StatusCode::SERVICE_UNAVAILABLE)
+        );
     }
 }

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub membership_changes: IntCounter,
     membership_disagreements: IntCounterVec,
     peer_rejected: IntCounterVec,
+    connections_rejected: IntCounterVec,
+    connections_open: IntGaugeVec,
     gossip_packets: IntCounterVec,
     gossip_bytes: IntCounterVec,
     gossip_rejected: IntCounterVec,
@@ -193,6 +195,18 @@ impl Metrics {
                 "Peer API requests refused, by reason.",
                 &["reason"],
             ),
+            connections_rejected: counter(
+                &r,
+                "connections_rejected_total",
+                "Connections and requests cut off by a limit (limits:), by port and reason.",
+                &["port", "reason"],
+            ),
+            connections_open: gauge(
+                &r,
+                "connections_open",
+                "Connections open now, by port.",
+                &["port"],
+            ),
             gossip_packets: counter(
                 &r,
                 "gossip_packets_total",
@@ -317,6 +331,18 @@ impl Metrics {
     /// Counts a refused peer request.
     pub fn peer_rejected(&self, reason: &str) {
         self.peer_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a connection, or a request on one, cut off by a limit.
+    pub fn connection_rejected(&self, port: &str, reason: &str) {
+        self.connections_rejected
+            .with_label_values(&[port, reason])
+            .inc();
+    }
+
+    /// The gauge of open connections on one port.
+    pub fn connections_open(&self, port: &str) -> IntGauge {
+        self.connections_open.with_label_values(&[port])
     }
 
     /// Counts a gossip datagram of `bytes` sent (`out`) or received (`in`).

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Completion, Trial};
 
-use common::{Cluster, Config, Node, NodeSpec, Origin, WAIT, poll_until};
+use common::{Cluster, Config, Node, NodeSpec, Origin, WAIT, keyring_file, poll_until};
 use dns::DnsServer;
 use netns::{Host, Lan};
 
@@ -99,6 +99,9 @@ async fn split_then_merge(lan: &Lan) {
     let config = Config::standard(&origin)
         .extra("discovery: { resolve_interval: 1s }")
         .extra("membership: { profile: fast }");
+    // Off loopback a cluster needs a keyring (or --insecure).
+    let keys = tempfile::tempdir().expect("temp dir");
+    let keyring = keyring_file(keys.path(), "keyring", &[5]);
     let mut nodes: Vec<Node> = hosts
         .iter()
         .map(|host| {
@@ -106,6 +109,8 @@ async fn split_then_merge(lan: &Lan) {
                 NodeSpec::new(host.ip)
                     .config(&config)
                     .seeded(NAME, dns.addr())
+                    .arg("--keyring")
+                    .arg(keyring.display().to_string())
                     .wrapped_in(host.exec_prefix()),
             )
         })

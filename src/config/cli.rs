@@ -85,6 +85,10 @@ pub struct Cli {
     #[arg(long, env = "SHOAL_KEYRING", value_name = "FILE")]
     pub keyring: Option<PathBuf>,
 
+    /// Run without a keyring on non-loopback addresses: gossip and the peer API unauthenticated, for anyone who can reach them
+    #[arg(long, env = "SHOAL_INSECURE")]
+    pub insecure: bool,
+
     /// Log line format
     #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

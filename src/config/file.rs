@@ -43,6 +43,7 @@ pub struct FileConfig {
     pub discovery: Option<FileDiscovery>,
     pub membership: Option<FileMembership>,
     pub security: Option<FileSecurity>,
+    pub limits: Option<super::limits::FileLimits>,
     pub churn: Option<FileChurn>,
     pub default_group: Option<String>,
     pub groups: Option<BTreeMap<String, FileGroup>>,
@@ -143,6 +144,7 @@ pub struct FileChurn {
 #[serde(deny_unknown_fields)]
 pub struct FileSecurity {
     pub keyring_file: Option<std::path::PathBuf>,
+    pub insecure: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

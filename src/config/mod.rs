@@ -16,12 +16,14 @@
 //! - `cli`: the flags, [`Cli`].
 //! - `host`: [`HostFacts`], what the host says about itself.
 //! - `error`: [`ConfigError`].
+//! - `limits`: [`LimitsConfig`], the bounds on every connection. Pure.
 //! - `units`: sizes and durations as written.
 
 mod cli;
 mod error;
 mod file;
 mod host;
+mod limits;
 mod resolve;
 mod seed;
 mod types;
@@ -36,6 +38,7 @@ pub use cli::{Cli, Command, LogFormat};
 pub use error::ConfigError;
 pub use file::{FileConfigText, SwimProfile, read_file};
 pub use host::HostFacts;
+pub use limits::{ConnectionCaps, LimitsConfig};
 pub use resolve::resolve;
 pub use seed::{Seed, SeedError, SeedHost};
 pub use types::{

@@ -11,6 +11,7 @@ use http::HeaderMap;
 
 use super::cli::LogFormat;
 use super::file::SwimProfile;
+use super::limits::LimitsConfig;
 use super::seed::Seed;
 use super::{DEFAULT_HANDOFF_MAX_BYTES, DEFAULT_PEEK_TIMEOUT, DEFAULT_PREVIOUS_RINGS_WINDOW};
 
@@ -25,6 +26,11 @@ pub struct Config {
     pub membership: MembershipConfig,
     /// Keys that seal gossip and sign peer requests; `None`: unauthenticated.
     pub keyring_file: Option<PathBuf>,
+    /// Run without a keyring on non-loopback addresses, knowingly
+    /// (`--insecure`, `security.insecure`).
+    pub insecure: bool,
+    /// Bounds on every connection to the three TCP ports (`limits:`).
+    pub limits: LimitsConfig,
     /// The group that one-segment paths (`/{key}`) read.
     pub default_group: Option<String>,
     /// The groups, by name.

@@ -8,12 +8,16 @@
 //! - `membership`: the membership source, fixed or gossip, in one struct.
 //! - `rings`: membership snapshots into ring snapshots.
 //! - `shutdown`: not ready → leave → hand off → drain → stop.
-//! - `listeners`: the TCP listeners.
+//! - `listeners`: the TCP listeners; `serve`: serving one of them under
+//!   `limits:` (connection cap, head, idle and body timeouts);
+//!   `fd_limit`: the open-file limit raised, and the caps fitted under it.
 
+mod fd_limit;
 mod handle;
 mod listeners;
 mod membership;
 mod rings;
+mod serve;
 mod shutdown;
 mod start;
 

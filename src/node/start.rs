@@ -22,10 +22,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
+use super::fd_limit;
 use super::membership::Membership;
 use super::rings::{follow_membership, publish_membership_metrics, ring_of};
+use super::serve::{Port, serve};
 use super::{Background, Listeners, NodeError, NodeHandle, install_crypto_provider};
 use crate::cache::{Clock, Cluster, DynLoader, Group, Groups, RingView};
 use crate::config::{Config, MembershipConfig};
@@ -74,8 +76,12 @@ pub(super) async fn start(
         }
         None => None,
     };
-    let mut peers = HttpPeers::new(&config.peer, config.churn.peek_timeout)
-        .map_err(|e| NodeError::Client(e.to_string()))?;
+    let mut peers = HttpPeers::new(
+        &config.peer,
+        config.churn.peek_timeout,
+        config.limits.idle_timeout / 2,
+    )
+    .map_err(|e| NodeError::Client(e.to_string()))?;
     if let Some(keyring) = &keyring {
         peers = peers.with_signing(self_id, keyring.clone());
     }
@@ -169,21 +175,26 @@ pub(super) async fn start(
 
     log_start(&config, &listeners, &groups, keyring.is_some());
     let stop_serving = CancellationToken::new();
+    let caps = fd_limit::fit(config.limits.max_connections, fd_limit::raise());
+    let limits = Arc::new(config.limits.clone());
     let mut servers = JoinSet::new();
-    for (name, listener, router) in [
-        ("service", listeners.service, service),
-        ("peer", listeners.peer, peer),
-        ("admin", listeners.admin, admin),
+    for (name, listener, router, max_connections) in [
+        ("service", listeners.service, service, caps.service),
+        ("peer", listeners.peer, peer, caps.peer),
+        ("admin", listeners.admin, admin, caps.admin),
     ] {
-        let stop = stop_serving.clone().cancelled_owned();
-        servers.spawn(async move {
-            if let Err(error) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                warn!(server = name, %error, "server stopped with an error");
-            }
-        });
+        let port = Port {
+            name,
+            listener,
+            router,
+            max_connections,
+        };
+        servers.spawn(serve(
+            port,
+            Arc::clone(&limits),
+            Arc::clone(&metrics),
+            stop_serving.clone(),
+        ));
     }
     // Last, so a fixed membership's node is ready only once it serves.
     membership.spawn_helpers(

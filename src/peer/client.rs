@@ -41,12 +41,19 @@ struct Signing {
 }
 
 impl HttpPeers {
-    /// A client whose peeks wait at most `peek_timeout` for an answer.
-    pub fn new(config: &PeerConfig, peek_timeout: Duration) -> Result<Self, reqwest::Error> {
+    /// A client whose peeks wait at most `peek_timeout` for an answer and
+    /// that keeps an idle connection for at most `pool_idle_timeout`: less
+    /// than peers' `limits.idle_timeout`, so that it never sends on a
+    /// connection the peer is closing.
+    pub fn new(
+        config: &PeerConfig,
+        peek_timeout: Duration,
+        pool_idle_timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(pool_idle_timeout)
             .tcp_nodelay(true)
             .no_proxy()
             .build()?;

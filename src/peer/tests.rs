@@ -46,7 +46,12 @@ fn peer_config() -> PeerConfig {
 
 fn unsigned_client() -> HttpPeers {
     crate::node::install_crypto_provider();
-    HttpPeers::new(&peer_config(), Duration::from_secs(1)).expect("client")
+    HttpPeers::new(
+        &peer_config(),
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    )
+    .expect("client")
 }
 
 fn client(sender: &str, keyring: watch::Receiver<Arc<Keyring>>) -> HttpPeers {

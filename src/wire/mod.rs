@@ -10,7 +10,8 @@
 //! - [`ApiError`]: the JSON error response, `{"error", "group", "key"}`.
 //! - [`headers`]: the names of the headers both faces use. Headers only the
 //!   peer API uses are in `peer::protocol`.
-//! - [`read_body`]: a request body, up to a size limit.
+//! - [`read_body`]: a request body, up to a size limit; [`DeadlineBody`]:
+//!   the deadline every request body is read under (`limits:`).
 //!
 //! Imports point down: `http` and `peer` → `wire` → `cache` → `error_kind`.
 //! This module imports neither face.
@@ -20,5 +21,5 @@ mod error;
 pub mod headers;
 
 pub use crate::error_kind::ErrorKind;
-pub use body::read_body;
+pub use body::{DeadlineBody, read_body};
 pub use error::ApiError;

@@ -26,7 +26,7 @@
 //! One file per job: `wait`, `addrs`, `http` (the client, whole answers, raw
 //! requests, keys as path segments), `config`, `node` (the spec and the
 //! handle), `in_process` and `process` (the two ways a node runs),
-//! `cluster`, `origin`. This file re-exports what the tests use, so every
+//! `cluster`, `origin`, `keyring`. This file re-exports what the tests use, so every
 //! path is `common::X`. `dns.rs`, `fake_kube.rs` and `netns.rs` beside it
 //! are modules of the test crates themselves, each included by `#[path]`
 //! where it is needed.
@@ -37,6 +37,7 @@ mod cluster;
 mod config;
 mod http;
 mod in_process;
+mod keyring;
 mod node;
 mod origin;
 mod process;
@@ -52,6 +53,8 @@ pub use cluster::Cluster;
 pub use config::Config;
 #[allow(unused_imports)]
 pub use http::{Resp, enc, http_client, pct_decode, raw_request};
+#[allow(unused_imports)]
+pub use keyring::keyring_file;
 #[allow(unused_imports)]
 pub use node::{ADMIN_PORT, Node, NodeSpec, PEER_PORT, READY_TIMEOUT, SERVICE_PORT, parse_ip};
 #[allow(unused_imports)]

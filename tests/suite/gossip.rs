@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::common::{Addrs, Config, Node, NodeSpec, Origin, WAIT, poll_until};
+use crate::common::{Addrs, Config, Node, NodeSpec, Origin, WAIT, keyring_file, poll_until};
 use crate::dns::DnsServer;
 
 static ADDRS: Addrs = Addrs::new(33);
@@ -306,23 +306,6 @@ async fn delete_and_put_reach_other_nodes_copies_through_gossip() {
         )
         .await;
     }
-}
-
-/// A keyring file of `keys` (32 bytes each, filled with the given byte).
-fn keyring_file(dir: &std::path::Path, name: &str, keys: &[u8]) -> std::path::PathBuf {
-    use base64::Engine;
-    let text: String = keys
-        .iter()
-        .map(|&b| {
-            format!(
-                "{}\n",
-                base64::engine::general_purpose::STANDARD.encode([b; 32])
-            )
-        })
-        .collect();
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write the keyring");
-    path
 }
 
 async fn metric_sum(node: &Node, prefix: &str) -> f64 {

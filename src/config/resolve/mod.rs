@@ -2,13 +2,14 @@
 //! by clap) and the [`HostFacts`] to a validated [`Config`], one section at
 //! a time: `node` (name, addresses, ports; and `peer`), `membership` (lone,
 //! fixed peers or gossip seeds; SWIM timings; the Kubernetes cross-check),
-//! `groups`, `churn`. The sections run in that order, and the first error
+//! `security` (a keyring, or knowingly none), `limits`, `groups`, `churn`. The sections run in that order, and the first error
 //! is the one reported; each names its field.
 
 mod churn;
 mod groups;
 mod membership;
 mod node;
+mod security;
 
 use super::file::FileConfig;
 use super::{Cli, Config, ConfigError, FileConfigText, HostFacts};
@@ -94,10 +95,11 @@ fn resolve_parsed(
         &node,
         host,
     )?;
-    let keyring_file = cli
-        .keyring
-        .clone()
-        .or(file.security.and_then(|s| s.keyring_file));
+    let security = file.security.unwrap_or_default();
+    let keyring_file = cli.keyring.clone().or(security.keyring_file);
+    let insecure = cli.insecure || security.insecure.unwrap_or(false);
+    security::require_keyring(&node, &membership, keyring_file.is_some(), insecure)?;
+    let limits = super::limits::resolve(file.limits.unwrap_or_default())?;
     let (groups, default_group) = groups::resolve(source, file.groups, file.default_group, &peer)?;
 
     Ok(Config {
@@ -105,6 +107,8 @@ fn resolve_parsed(
         peer,
         membership,
         keyring_file,
+        insecure,
+        limits,
         default_group,
         groups,
         churn: churn::resolve(file.churn)?,
