@@ -51,8 +51,10 @@ enum Source {
 
 impl Membership {
     /// A fixed snapshot, or gossip started on its UDP socket.
+    /// `generation`: this run's, chosen at start (see [`super::start`]).
     pub async fn start(
         config: &Config,
+        generation: u64,
         keyring: Option<watch::Receiver<Arc<Keyring>>>,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, NodeError> {
@@ -71,8 +73,15 @@ impl Membership {
             MembershipConfig::Static(list) => Ok(fixed(Members::fixed(&node.name, self_id, list))),
             MembershipConfig::Gossip(gossip_config) => {
                 let (invalidations_tx, invalidations_rx) = mpsc::unbounded_channel();
-                let gossip =
-                    start_gossip(config, gossip_config, keyring, metrics, invalidations_tx).await?;
+                let gossip = start_gossip(
+                    config,
+                    gossip_config,
+                    generation,
+                    keyring,
+                    metrics,
+                    invalidations_tx,
+                )
+                .await?;
                 let (copy_drops_tx, copy_drops_rx) = mpsc::unbounded_channel();
                 Ok(Self {
                     members: gossip.members(),
@@ -182,17 +191,12 @@ impl Membership {
 async fn start_gossip(
     config: &Config,
     gossip: &GossipConfig,
+    generation: u64,
     keyring: Option<watch::Receiver<Arc<Keyring>>>,
     metrics: &Arc<Metrics>,
     invalidations: mpsc::UnboundedSender<Invalidation>,
 ) -> Result<Gossip, NodeError> {
     let node = &config.node;
-    // A restarted node is a new member: a generation from the clock tells
-    // it apart from its earlier self.
-    let generation = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(1);
     let identity = NodeId::new(
         &node.name,
         SocketAddr::new(node.advertise, node.ports.gossip),

@@ -12,6 +12,9 @@ use tracing::info;
 use crate::discovery::kubernetes::Terminating;
 use crate::membership::{MemberState, Members};
 use crate::metrics::Metrics;
+use crate::peer::client::Generations;
+
+use super::Background;
 use crate::ring::{Member, Ring, RingHistory};
 
 /// The ring over the members that own keys (alive and suspect), less those
@@ -24,6 +27,44 @@ pub(crate) fn ring_of(members: &Members, terminating: &HashSet<IpAddr>) -> Ring 
             .filter(|m| m.state.on_ring() && !terminating.contains(&m.addr))
             .map(|m| Member::new(m.id(), m.name.as_str())),
     )
+}
+
+/// The generation of every member on the ring, by ring id, for signing
+/// requests to it: the largest where a restarted member is still listed
+/// beside its predecessor.
+pub(crate) fn generations_of(members: &Members) -> Generations {
+    let mut generations = Generations::with_capacity(members.members.len());
+    for member in members.members.iter().filter(|m| m.state.on_ring()) {
+        let generation = generations.entry(member.id()).or_insert(0);
+        *generation = (*generation).max(member.generation);
+    }
+    generations
+}
+
+/// Follows membership into [`Generations`] for the peer client.
+pub(super) fn follow_generations(
+    mut members: watch::Receiver<Arc<Members>>,
+    background: &mut Background,
+) -> watch::Receiver<Arc<Generations>> {
+    let (tx, rx) = watch::channel(Arc::new(generations_of(&members.borrow())));
+    let stop = background.stop.clone();
+    background.spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                changed = members.changed() => if changed.is_err() { return },
+            }
+            let next = generations_of(&members.borrow_and_update());
+            tx.send_if_modified(|current| {
+                let changed = **current != next;
+                if changed {
+                    *current = Arc::new(next);
+                }
+                changed
+            });
+        }
+    });
+    rx
 }
 
 /// Turns every membership snapshot, and every change to the terminating

@@ -26,7 +26,7 @@ use tracing::info;
 
 use super::fd_limit;
 use super::membership::Membership;
-use super::rings::{follow_membership, publish_membership_metrics, ring_of};
+use super::rings::{follow_generations, follow_membership, publish_membership_metrics, ring_of};
 use super::serve::{Port, serve};
 use super::{Background, Listeners, NodeError, NodeHandle, install_crypto_provider};
 use crate::cache::{Clock, Cluster, DynLoader, Group, Groups, RingView};
@@ -40,7 +40,7 @@ use crate::metrics::Metrics;
 use crate::peer::client::HttpPeers;
 use crate::peer::server::{self as peer_server, PeerState};
 use crate::ring::{RingHistory, Rings};
-use crate::security::{self, Keyring};
+use crate::security::{self, Keyring, ThisNode};
 
 pub(super) async fn start(
     mut config: Config,
@@ -76,16 +76,30 @@ pub(super) async fn start(
         }
         None => None,
     };
+    // A restarted node is a new member: a generation from the clock tells
+    // it apart from its earlier self, in gossip and in signed requests.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let generation = u64::try_from(started.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let this_node = ThisNode {
+        addr: self_id,
+        generation,
+        started: started.as_secs(),
+    };
     let mut peers = HttpPeers::new(
         &config.peer,
         config.churn.peek_timeout,
         config.limits.idle_timeout / 2,
     )
     .map_err(|e| NodeError::Client(e.to_string()))?;
+    let mut membership = Membership::start(&config, generation, keyring.clone(), &metrics).await?;
     if let Some(keyring) = &keyring {
-        peers = peers.with_signing(self_id, keyring.clone());
+        let generations = follow_generations(membership.members.clone(), &mut background);
+        peers = peers.with_signing(self_id, keyring.clone(), generations);
     }
-    let mut membership = Membership::start(&config, keyring.clone(), &metrics).await?;
 
     // The ring, and the rings before it for previous-owner lookups. A
     // member that left may still be asked while it drains: about as long as
@@ -160,7 +174,7 @@ pub(super) async fn start(
         metrics: Arc::clone(&metrics),
     });
     let peer = match &keyring {
-        Some(keyring) => peer_server::signed_router(peer_state, keyring.clone()),
+        Some(keyring) => peer_server::signed_router(peer_state, keyring.clone(), this_node),
         None => peer_server::router(peer_state),
     };
     let peer = close_connections_while_draining(peer, Arc::clone(&readiness));

@@ -21,7 +21,7 @@ use crate::cache::{
 use crate::config::PeerConfig;
 use crate::error_chain;
 use crate::ring::{Member, MemberId};
-use crate::security::{Keyring, RequestParts, Signer, unix_now};
+use crate::security::{Keyring, Receiver, RequestParts, Signer, unix_now};
 use crate::wire::ErrorKind;
 use crate::wire::headers::{ERROR_HEADER, TIMEOUT_HEADER};
 
@@ -38,6 +38,27 @@ pub struct HttpPeers {
 struct Signing {
     signer: Signer,
     keyring: watch::Receiver<Arc<Keyring>>,
+    generations: watch::Receiver<Arc<Generations>>,
+}
+
+/// The generation each member started with, by ring id, as membership
+/// knows it: a signed request names its receiver's, so it is good at that
+/// run of that node only. Fixed peers have none (0).
+pub type Generations = std::collections::HashMap<MemberId, u64>;
+
+impl Signing {
+    /// Whom a request to `member` is for.
+    fn receiver(&self, member: &Member) -> Receiver {
+        Receiver {
+            addr: member.id,
+            generation: self
+                .generations
+                .borrow()
+                .get(&member.id)
+                .copied()
+                .unwrap_or(0),
+        }
+    }
 }
 
 impl HttpPeers {
@@ -66,15 +87,18 @@ impl HttpPeers {
     }
 
     /// Signs every request as `sender` (this node's id on the ring: its
-    /// advertised IP and peer port) with the first key of `keyring`.
+    /// advertised IP and peer port) with the first key of `keyring`, for
+    /// the receiver's current generation in `generations`.
     pub fn with_signing(
         mut self,
         sender: MemberId,
         keyring: watch::Receiver<Arc<Keyring>>,
+        generations: watch::Receiver<Arc<Generations>>,
     ) -> Self {
         self.signing = Some(Signing {
             signer: Signer::from(sender),
             keyring,
+            generations,
         });
         self
     }
@@ -102,14 +126,19 @@ impl HttpPeers {
         }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, PeerError> {
-        self.send_within(request, self.timeout).await
+    async fn send(
+        &self,
+        to: &Member,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, PeerError> {
+        self.send_within(to, request, self.timeout).await
     }
 
-    /// Sends a request (signed, with a keyring) whose answer may take at
-    /// most `timeout`.
+    /// Sends a request to `to` (signed for it, with a keyring) whose answer
+    /// may take at most `timeout`.
     async fn send_within(
         &self,
+        to: &Member,
         request: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> Result<reqwest::Response, PeerError> {
@@ -118,7 +147,7 @@ impl HttpPeers {
             .build()
             .map_err(|e| self.transport_error_after(e, timeout))?;
         if let Some(signing) = &self.signing {
-            sign(signing, &mut request);
+            sign(signing, signing.receiver(to), &mut request);
         }
         self.client
             .execute(request)
@@ -166,7 +195,7 @@ impl HttpPeers {
         if ask == Ask::Successor {
             url = format!("{url}?{SUCCESSOR_QUERY}");
         }
-        let response = self.send(self.client.get(url)).await?;
+        let response = self.send(node, self.client.get(url)).await?;
         if response.status() != StatusCode::OK {
             return Err(self.error_reply(response).await);
         }
@@ -204,7 +233,7 @@ impl HttpPeers {
     ) -> Result<Option<Fresh>, PeerError> {
         let url = format!("{}?{PEEK_QUERY}", Self::url(node, group, key));
         let response = self
-            .send_within(self.client.get(url), self.peek_timeout)
+            .send_within(node, self.client.get(url), self.peek_timeout)
             .await?;
         match response.status() {
             StatusCode::OK => self.read_value(response, self.peek_timeout).await.map(Some),
@@ -234,7 +263,7 @@ impl HttpPeers {
             .post(url)
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .body(protocol::encode_handoff(entries));
-        let response = self.send(request).await?;
+        let response = self.send(node, request).await?;
         if response.status() != StatusCode::OK {
             return Err(self.error_reply(response).await);
         }
@@ -264,7 +293,7 @@ impl HttpPeers {
         if let Some(content_type) = &value.content_type {
             request = request.header(header::CONTENT_TYPE, content_type.clone());
         }
-        let response = self.send(request).await?;
+        let response = self.send(owner, request).await?;
         self.expect_no_content(response).await
     }
 
@@ -279,7 +308,7 @@ impl HttpPeers {
         if let Some(version) = superseded {
             request = request.header(VERSION_HEADER, protocol::version_header(version));
         }
-        let response = self.send(request).await?;
+        let response = self.send(member, request).await?;
         self.expect_no_content(response).await
     }
 }
@@ -336,7 +365,7 @@ impl Peers for HttpPeers {
 
 /// Signs the request as it will go on the wire: the path and query as the
 /// URL serialises them, the body's bytes.
-fn sign(signing: &Signing, request: &mut reqwest::Request) {
+fn sign(signing: &Signing, receiver: Receiver, request: &mut reqwest::Request) {
     let url = request.url();
     let path_and_query = match url.query() {
         Some(query) => format!("{}?{query}", url.path()),
@@ -358,7 +387,7 @@ fn sign(signing: &Signing, request: &mut reqwest::Request) {
     let mut signature = HeaderMap::new();
     signing
         .signer
-        .sign(&keyring, &parts, unix_now(), &mut signature);
+        .sign(&keyring, &parts, receiver, unix_now(), &mut signature);
     request.headers_mut().extend(signature);
 }
 

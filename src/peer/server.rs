@@ -2,11 +2,18 @@
 //! caches or loader and never forwarded, whatever this node's ring says.
 //! Malformed requests are refused with a JSON error and counted.
 //!
-//! With a keyring, every request is authenticated before it is routed: its
-//! signature headers are checked, its body read (up to the named group's
-//! `max_value`) and digested, and a request that no key verifies, that is
-//! more than 60 s off this node's clock or that replays a nonce is refused
-//! with 401 and counted in `shoal_peer_rejected_total{reason}`.
+//! With a keyring, every request is authenticated before it is routed, and
+//! from its headers alone before its body is read: a request that no key
+//! verifies, that is more than 60 s off this node's clock, that was signed
+//! for another member or an earlier run of this one, or that replays a
+//! nonce is refused with 401 and counted in
+//! `shoal_peer_rejected_total{reason}` without a byte of its body read.
+//! Only then is the body read (up to the named group's `max_value`) and
+//! checked against the digest the signature covers.
+//!
+//! A write from a peer to a `read_only` group is refused (405, counted as
+//! `read-only`): such a group's values come from its loader only. Peer
+//! DELETEs are invalidations and are taken.
 
 use std::sync::Arc;
 
@@ -27,7 +34,7 @@ use super::protocol::{
 };
 use crate::cache::{Fetched, Group, Groups, HANDOFF_BATCH_BYTES, Requester, Value};
 use crate::metrics::Metrics;
-use crate::security::{Keyring, Presented, Refusal, RequestParts, Verifier, unix_now};
+use crate::security::{Keyring, Presented, Refusal, RequestHead, ThisNode, Verifier, unix_now};
 use crate::wire::{ApiError, ErrorKind, read_body};
 
 /// The most body read from a signed request whose path names no group of
@@ -37,6 +44,8 @@ const UNROUTED_BODY_LIMIT: u64 = 64 * 1024;
 /// The `peer_rejected_total` reason of a request that is not one the peer
 /// API takes (wrong path, method, key encoding, query or version header).
 const MALFORMED: &str = "malformed";
+/// The `peer_rejected_total` reason of a write to a `read_only` group.
+const READ_ONLY: &str = ErrorKind::ReadOnly.as_str();
 /// The `peer_rejected_total` reason of a request for a group this node does
 /// not have: the kind's word, as the refusal says it.
 const UNKNOWN_GROUP: &str = ErrorKind::UnknownGroup.as_str();
@@ -52,13 +61,17 @@ pub fn router(state: Arc<PeerState>) -> Router {
 }
 
 /// The peer API for a node with a keyring: only requests signed by one of
-/// its keys are served. The keyring is read for every request, so a
-/// reloaded one applies at once.
-pub fn signed_router(state: Arc<PeerState>, keyring: watch::Receiver<Arc<Keyring>>) -> Router {
+/// its keys, for `this` node, are served. The keyring is read for every
+/// request, so a reloaded one applies at once.
+pub fn signed_router(
+    state: Arc<PeerState>,
+    keyring: watch::Receiver<Arc<Keyring>>,
+    this: ThisNode,
+) -> Router {
     let auth = Arc::new(Auth {
         state: Arc::clone(&state),
         keyring,
-        verifier: Verifier::default(),
+        verifier: Verifier::for_node(this),
     });
     routes()
         .layer(middleware::from_fn_with_state(auth, authenticate))
@@ -114,11 +127,30 @@ async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Nex
         ApiError::new(ErrorKind::Unauthorized, refusal.to_string()).into_response()
     };
     let (parts, body) = request.into_parts();
-    // An unsigned request is refused before its body is read.
+    // Everything but the body's digest is checked from the headers: a
+    // request nobody with a key signed is refused before its body is read.
     let presented = match Presented::from_headers(&parts.headers) {
         Ok(presented) => presented,
         Err(refusal) => return refuse(refusal, None),
     };
+    let head = RequestHead {
+        method: parts.method.as_str(),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path(), |pq| pq.as_str()),
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .map(HeaderValue::as_bytes),
+    };
+    let keyring = Arc::clone(&auth.keyring.borrow());
+    if let Err(refusal) = auth
+        .verifier
+        .verify(&keyring, &presented, &head, unix_now())
+    {
+        return refuse(refusal, Some(&presented.sender));
+    }
     let (group, limit) = match named_group(&auth.state.groups, parts.uri.path()) {
         Some((group, true)) => (Some(group), handoff_body_limit(group)),
         Some((group, false)) => (Some(group), group.config().max_value),
@@ -134,23 +166,7 @@ async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Nex
             return error.into_response();
         }
     };
-    let request_parts = RequestParts {
-        method: parts.method.as_str(),
-        path_and_query: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path(), |pq| pq.as_str()),
-        content_type: parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .map(HeaderValue::as_bytes),
-        body: &body,
-    };
-    let keyring = Arc::clone(&auth.keyring.borrow());
-    if let Err(refusal) = auth
-        .verifier
-        .verify(&keyring, &presented, &request_parts, unix_now())
-    {
+    if let Err(refusal) = presented.verify_body(&body) {
         return refuse(refusal, Some(&presented.sender));
     }
     next.run(Request::from_parts(parts, Body::from(body))).await
@@ -277,6 +293,19 @@ async fn store(
         Ok(target) => target,
         Err(refusal) => return refusal.into_response(),
     };
+    if group.config().read_only {
+        state.metrics.peer_rejected(READ_ONLY);
+        return ApiError::new(
+            ErrorKind::ReadOnly,
+            format!(
+                "group `{}` is read-only: its values come from its loader, and peers may only invalidate them",
+                group.name()
+            ),
+        )
+        .group(group.name())
+        .key(&key)
+        .into_response();
+    }
     let bytes = match read_body(body, group.config().max_value).await {
         Ok(bytes) => bytes,
         Err(error) => return error.group(group.name()).key(&key).into_response(),

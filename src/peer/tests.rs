@@ -14,14 +14,14 @@ use crate::cache::{
 use crate::config::{GroupConfig, LoaderConfig, PeerConfig};
 use crate::loader::DemoLoader;
 use crate::metrics::Metrics;
-use crate::peer::client::HttpPeers;
+use crate::peer::client::{Generations, HttpPeers};
 use crate::peer::protocol;
 use crate::peer::server::{self, PeerState};
 use crate::ring::{Member, Ring, Rings};
 use crate::security::signing::wire::{
-    NONCE_HEADER, SENDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    DIGEST_HEADER, NONCE_HEADER, RECEIVER_HEADER, SENDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
-use crate::security::{Keyring, RequestParts, Signer, unix_now};
+use crate::security::{Keyring, Receiver, RequestParts, Signer, ThisNode, unix_now};
 use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -54,13 +54,18 @@ fn unsigned_client() -> HttpPeers {
     .expect("client")
 }
 
+/// A signing client that knows no member's generation (as with fixed
+/// peers): its requests pass at servers started before they were signed.
 fn client(sender: &str, keyring: watch::Receiver<Arc<Keyring>>) -> HttpPeers {
-    unsigned_client().with_signing(sender.parse().expect("addr"), keyring)
+    let (_, generations) = watch::channel(Arc::new(Generations::new()));
+    unsigned_client().with_signing(sender.parse().expect("addr"), keyring, generations)
 }
 
 /// One node's peer API, serving a demo group `g` that it owns entirely.
 struct Server {
     member: Member,
+    /// The generation it started with.
+    generation: u64,
     metrics: Arc<Metrics>,
     group: Arc<Group>,
     stop: CancellationToken,
@@ -75,6 +80,15 @@ impl Drop for Server {
 impl Server {
     async fn start(keyring: Option<watch::Receiver<Arc<Keyring>>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::serve(listener, keyring, 1).await
+    }
+
+    /// Serves on `listener` as `generation` of the node there.
+    async fn serve(
+        listener: TcpListener,
+        keyring: Option<watch::Receiver<Arc<Keyring>>>,
+        generation: u64,
+    ) -> Self {
         let addr = listener.local_addr().expect("addr");
         let member = Member::new(addr, "server");
         let rings = Rings::new(
@@ -117,7 +131,15 @@ impl Server {
             metrics: Arc::clone(&metrics),
         });
         let router = match keyring {
-            Some(keyring) => server::signed_router(state, keyring),
+            Some(keyring) => server::signed_router(
+                state,
+                keyring,
+                ThisNode {
+                    addr,
+                    generation,
+                    started: unix_now(),
+                },
+            ),
             None => server::router(state),
         };
         let stop = CancellationToken::new();
@@ -130,9 +152,18 @@ impl Server {
         });
         Self {
             member,
+            generation,
             metrics,
             group,
             stop,
+        }
+    }
+
+    /// Requests signed for this server.
+    fn receiver(&self) -> Receiver {
+        Receiver {
+            addr: self.member.id,
+            generation: self.generation,
         }
     }
 
@@ -276,10 +307,23 @@ async fn identical_concurrent_gets_from_different_nodes_all_pass() {
     assert_eq!(server.rejected("replayed-nonce"), 0);
 }
 
-/// Signs a raw request the way [`HttpPeers`] does.
+/// Signs a raw request for `server` the way [`HttpPeers`] does.
 fn signed_request(
     http: &reqwest::Client,
     server: &Server,
+    method: reqwest::Method,
+    key: &str,
+    body: &'static [u8],
+    now: u64,
+) -> reqwest::Request {
+    signed_request_for(http, server, server.receiver(), method, key, body, now)
+}
+
+/// Signs a raw request to `server` for `receiver`.
+fn signed_request_for(
+    http: &reqwest::Client,
+    server: &Server,
+    receiver: Receiver,
     method: reqwest::Method,
     key: &str,
     body: &'static [u8],
@@ -300,6 +344,7 @@ fn signed_request(
             content_type: None,
             body,
         },
+        receiver,
         now,
         &mut headers,
     );
@@ -333,6 +378,7 @@ async fn replays_skew_and_tampering_are_refused() {
     *request.body_mut() = Some(reqwest::Body::from("forged"));
     let response = http.execute(request).await.expect("sent");
     assert_eq!(response.status(), 401);
+    assert_eq!(server.rejected("body-mismatch"), 1);
     // Signed for one key, sent for another.
     let mut request = signed_request(
         &http,
@@ -345,7 +391,7 @@ async fn replays_skew_and_tampering_are_refused() {
     *request.url_mut() = server.url("other").parse().expect("url");
     let response = http.execute(request).await.expect("sent");
     assert_eq!(response.status(), 401);
-    assert_eq!(server.rejected("bad-signature"), 2);
+    assert_eq!(server.rejected("bad-signature"), 1);
 
     // Every header present but garbled.
     let mut request = signed_request(&http, &server, reqwest::Method::GET, "k", b"", unix_now());
@@ -353,6 +399,8 @@ async fn replays_skew_and_tampering_are_refused() {
         TIMESTAMP_HEADER,
         NONCE_HEADER,
         SENDER_HEADER,
+        RECEIVER_HEADER,
+        DIGEST_HEADER,
         SIGNATURE_HEADER,
     ] {
         request
@@ -361,7 +409,7 @@ async fn replays_skew_and_tampering_are_refused() {
     }
     let response = http.execute(request).await.expect("sent");
     assert_eq!(response.status(), 401);
-    assert_eq!(server.rejected("bad-signature"), 3);
+    assert_eq!(server.rejected("bad-signature"), 2);
 
     // The value stored by the one genuine PUT is intact.
     let stored = server.group.get("k", Requester::Peer).await.expect("get");
@@ -497,4 +545,61 @@ fn common_client() -> reqwest::Client {
         .no_proxy()
         .build()
         .expect("client")
+}
+
+#[tokio::test]
+async fn a_request_signed_for_one_node_is_refused_at_another_and_after_a_restart() {
+    let keyring = keys(&[1]);
+    let first = Server::start(Some(keyring.clone())).await;
+    let second = Server::start(Some(keyring.clone())).await;
+    let http = reqwest::Client::new();
+
+    // Captured on its way to `first`, replayed to `second`.
+    let request = signed_request(&http, &first, reqwest::Method::PUT, "k", b"v", unix_now());
+    let mut replay = request.try_clone().expect("clonable");
+    *replay.url_mut() = second.url("k").parse().expect("url");
+    assert_eq!(http.execute(request).await.expect("sent").status(), 204);
+    let response = http.execute(replay).await.expect("sent");
+    assert_eq!(response.status(), 401);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("not this one"), "{body}");
+    assert_eq!(second.rejected("wrong-receiver"), 1);
+    assert!(second.group.peek("k").is_none(), "nothing stored");
+
+    // `first` restarts on the same address, as a new generation: a request
+    // signed for its earlier run is refused, though its nonce is unknown
+    // to the new process.
+    let addr = first.member.id;
+    let old = signed_request(&http, &first, reqwest::Method::DELETE, "k", b"", unix_now());
+    drop(first);
+    let listener = poll_bind(addr).await;
+    let restarted = Server::serve(listener, Some(keyring), 2).await;
+    let response = http.execute(old).await.expect("sent");
+    assert_eq!(response.status(), 401);
+    assert_eq!(restarted.rejected("earlier-run"), 1);
+    // Signed for the new generation, it passes.
+    let fresh = signed_request(
+        &http,
+        &restarted,
+        reqwest::Method::DELETE,
+        "k",
+        b"",
+        unix_now(),
+    );
+    assert_eq!(http.execute(fresh).await.expect("sent").status(), 204);
+}
+
+/// Binds `addr` again once the server that held it has let it go.
+async fn poll_bind(addr: std::net::SocketAddr) -> TcpListener {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("cannot bind {addr} again: {error}"),
+        }
+    }
 }

@@ -6,8 +6,10 @@
 //! - `seal`: gossip packets sealed with AES-256-GCM (random nonce, the
 //!   cluster label as associated data).
 //! - [`signing`]: peer HTTP requests signed with HMAC-SHA256 over method,
-//!   path, content type, timestamp, nonce, sender and a body digest; the
-//!   verifier refuses bad signatures, clock skew over 60 s and replays.
+//!   path, content type, timestamp, nonce, sender, receiver and a body
+//!   digest; the verifier refuses bad signatures, clock skew over 60 s,
+//!   requests for another member or an earlier run of this one, and
+//!   replays, all before it reads the body.
 //!
 //! The first key seals and signs; every key opens and verifies. To rotate
 //! without downtime: add the new key as the *second* line on every node,
@@ -17,10 +19,10 @@
 //! Every refusal has a `reason()` that is also its metric label.
 //!
 //! Not covered: peer responses are not authenticated and nothing is
-//! encrypted on the peer port (values travel in clear); a signed request
-//! is not bound to one receiver, so within its 60 s a captured request could
-//! be replayed once to each other node. Keep the peer port on the cluster
-//! network (the chart's NetworkPolicy).
+//! encrypted on the peer port (values travel in clear), so someone who can
+//! watch the cluster network reads values, and one who can also intercept
+//! can answer in a peer's place. Keep the peer port on the cluster network
+//! (the chart's NetworkPolicy).
 
 pub(crate) mod keyring;
 pub(crate) mod seal;
@@ -29,5 +31,5 @@ pub mod signing;
 pub(crate) use keyring::spawn_watch;
 pub use keyring::{Keyring, KeyringError};
 pub(crate) use seal::{SEAL_OVERHEAD, open, seal};
-pub(crate) use signing::{Presented, Refusal, Verifier};
-pub use signing::{RequestParts, Signer, unix_now};
+pub(crate) use signing::{Presented, Refusal, ThisNode, Verifier};
+pub use signing::{Receiver, RequestHead, RequestParts, Signer, unix_now};

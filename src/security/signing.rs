@@ -4,23 +4,31 @@
 //! The signature covers the canonical text
 //!
 //! ```text
-//! shoal-peer-request-v1
+//! shoal-peer-request-v2
 //! {method}
 //! {path and query, as sent}
 //! {content-type header, empty if none}
 //! {timestamp: unix seconds, decimal}
 //! {nonce: 128 random bits, 32 lowercase hex digits}
 //! {sender}
+//! {receiver: its IP:PORT#GENERATION}
 //! {SHA-256 of the body, lowercase hex}
 //! ```
 //!
-//! (lines joined by `\n`; no field can hold a newline). The timestamp, nonce,
-//! sender and signature travel in the `x-shoal-timestamp`, `x-shoal-nonce`,
-//! `x-shoal-sender` and `x-shoal-signature` (hex) headers.
+//! (lines joined by `\n`; no field can hold a newline). The timestamp,
+//! nonce, sender, receiver, body digest and signature travel in the
+//! `x-shoal-timestamp`, `x-shoal-nonce`, `x-shoal-sender`,
+//! `x-shoal-receiver`, `x-shoal-content-sha256` and `x-shoal-signature`
+//! (hex) headers. With the body's digest in a header, the whole signature
+//! is checked before the body is read: a forged request costs its headers.
 //!
 //! A verifier refuses a signature that no key makes, a timestamp more than
-//! 60 s (`MAX_SKEW`) away from its clock either way, and a nonce it accepted
-//! before. Nonces are remembered only as long as their timestamp could pass
+//! 60 s (`MAX_SKEW`) away from its clock either way, a request signed for
+//! another member (another address) or for an earlier run of this one (a
+//! smaller generation; with generation 0, which fixed peers send, a
+//! timestamp from before this node started), and a nonce it accepted
+//! before. So a request cannot be replayed at another node, nor at this
+//! one after a restart has emptied its nonce table. Nonces are remembered only as long as their timestamp could pass
 //! the skew check, and at most a million (`NONCE_CAPACITY`) of them: when
 //! that many signed requests arrived within the window, more are refused
 //! rather than the table grown. Every request carries its own random nonce,
@@ -47,9 +55,9 @@ mod verifier;
 pub(crate) mod wire;
 
 pub use signer::Signer;
-pub(crate) use verifier::Verifier;
+pub(crate) use verifier::{ThisNode, Verifier};
 pub(crate) use wire::Presented;
-pub use wire::RequestParts;
+pub use wire::{Receiver, RequestHead, RequestParts};
 
 /// Why a request was refused. [`Refusal::reason`] is its metric label.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -75,6 +83,19 @@ pub(crate) enum Refusal {
     #[error("the request's nonce was seen before: the request is a replay")]
     ReplayedNonce,
     #[error(
+        "the request was signed for the member at {named}, not this one ({this}): it is a replay"
+    )]
+    WrongReceiver {
+        named: std::net::SocketAddr,
+        this: std::net::SocketAddr,
+    },
+    #[error(
+        "the request was signed for an earlier run of this node (before it restarted): it is a replay"
+    )]
+    EarlierRun,
+    #[error("the request's body is not the one its signature covers (SHA-256 mismatch)")]
+    BodyMismatch,
+    #[error(
         "this node accepted {capacity} signed requests within the last {window} s and \
          remembers no more nonces; retry shortly"
     )]
@@ -83,13 +104,17 @@ pub(crate) enum Refusal {
 
 impl Refusal {
     /// A metric label: `missing-signature`, `bad-signature`, `clock-skew`,
-    /// `replayed-nonce` or `nonce-table-full`.
+    /// `replayed-nonce`, `wrong-receiver`, `earlier-run`, `body-mismatch`
+    /// or `nonce-table-full`.
     pub(crate) fn reason(&self) -> &'static str {
         match self {
             Refusal::Missing { .. } => "missing-signature",
             Refusal::Malformed { .. } | Refusal::BadSignature => "bad-signature",
             Refusal::ClockSkew { .. } => "clock-skew",
             Refusal::ReplayedNonce => "replayed-nonce",
+            Refusal::WrongReceiver { .. } => "wrong-receiver",
+            Refusal::EarlierRun => "earlier-run",
+            Refusal::BodyMismatch => "body-mismatch",
             Refusal::NonceTableFull { .. } => "nonce-table-full",
         }
     }

@@ -3,7 +3,7 @@
 
 #[cfg(test)]
 use super::wire::MAX_SENDER_LEN;
-use super::wire::{self, RequestParts};
+use super::wire::{self, Covered, Receiver, RequestParts, Signed};
 use crate::security::Keyring;
 use hmac::Mac;
 use http::{HeaderMap, HeaderValue};
@@ -42,16 +42,18 @@ impl Signer {
         &self.sender
     }
 
-    /// Signs `request` at `now` with a fresh random nonce and adds the four
-    /// signature headers to `headers`, replacing any already there.
+    /// Signs `request`, for `receiver`, at `now` with a fresh random
+    /// nonce, and adds the six signature headers to `headers`, replacing
+    /// any already there.
     pub fn sign(
         &self,
         keyring: &Keyring,
         request: &RequestParts<'_>,
+        receiver: Receiver,
         now: u64,
         headers: &mut HeaderMap,
     ) {
-        self.sign_with_nonce(keyring, request, now, rand::random(), headers);
+        self.sign_with_nonce(keyring, request, receiver, now, rand::random(), headers);
     }
 
     /// [`Signer::sign`] with a given nonce.
@@ -59,11 +61,21 @@ impl Signer {
         &self,
         keyring: &Keyring,
         request: &RequestParts<'_>,
+        receiver: Receiver,
         now: u64,
         nonce: u128,
         headers: &mut HeaderMap,
     ) {
-        let text = wire::canonical(request, now, nonce, &self.sender);
+        let receiver = receiver.to_string();
+        let body_digest = wire::body_digest_hex(request.body);
+        let covered = Covered {
+            timestamp: now,
+            nonce,
+            sender: &self.sender,
+            receiver: &receiver,
+            body_digest: &body_digest,
+        };
+        let text = wire::canonical(&request.head(), &covered);
         let signature = keyring
             .primary()
             .mac
@@ -71,7 +83,17 @@ impl Signer {
             .chain_update(&text)
             .finalize()
             .into_bytes();
-        wire::insert_headers(headers, now, nonce, self.sender_header.clone(), &signature);
+        wire::insert_headers(
+            headers,
+            Signed {
+                timestamp: now,
+                nonce,
+                sender: self.sender_header.clone(),
+                receiver: &receiver,
+                body_digest: &body_digest,
+                signature: &signature,
+            },
+        );
     }
 }
 

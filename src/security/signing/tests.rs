@@ -5,7 +5,8 @@ use proptest::prelude::*;
 
 use super::verifier::MAX_SKEW;
 use super::wire::{
-    MAX_SENDER_LEN, NONCE_HEADER, SENDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    DIGEST_HEADER, MAX_SENDER_LEN, NONCE_HEADER, RECEIVER_HEADER, SENDER_HEADER, SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
 };
 use super::*;
 use crate::security::Keyring;
@@ -13,6 +14,33 @@ use crate::security::keyring::KEY_LEN;
 
 const NOW: u64 = 1_700_000_000;
 const PATH: &str = "/_shoal/v1/heavy/Zm9v";
+/// The node the tests' verifiers stand for, started at `NOW - 100`.
+const THIS: ThisNode = ThisNode {
+    addr: std::net::SocketAddr::new(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9)),
+        8000,
+    ),
+    generation: 42,
+    started: NOW - 100,
+};
+/// Requests are signed for it.
+const TO_THIS: Receiver = Receiver {
+    addr: THIS.addr,
+    generation: THIS.generation,
+};
+/// Every signature header.
+const HEADERS: [&str; 6] = [
+    TIMESTAMP_HEADER,
+    NONCE_HEADER,
+    SENDER_HEADER,
+    RECEIVER_HEADER,
+    DIGEST_HEADER,
+    SIGNATURE_HEADER,
+];
+
+fn verifier() -> Verifier {
+    Verifier::for_node(THIS)
+}
 
 fn keyring(bytes: &[u8]) -> Keyring {
     Keyring::new(bytes.iter().map(|&b| [b; KEY_LEN])).expect("keys")
@@ -37,10 +65,20 @@ fn put() -> RequestParts<'static> {
 }
 
 fn signed(keys: &Keyring, sender: &str, request: &RequestParts<'_>, now: u64) -> HeaderMap {
+    signed_for(keys, sender, request, TO_THIS, now)
+}
+
+fn signed_for(
+    keys: &Keyring,
+    sender: &str,
+    request: &RequestParts<'_>,
+    receiver: Receiver,
+    now: u64,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
     Signer::new(sender)
         .expect("sender")
-        .sign(keys, request, now, &mut headers);
+        .sign(keys, request, receiver, now, &mut headers);
     headers
 }
 
@@ -52,7 +90,8 @@ fn check(
     now: u64,
 ) -> Result<(), Refusal> {
     let presented = Presented::from_headers(headers)?;
-    verifier.verify(keys, &presented, request, now)
+    verifier.verify(keys, &presented, &request.head(), now)?;
+    presented.verify_body(request.body)
 }
 
 fn reason(result: Result<(), Refusal>) -> &'static str {
@@ -62,7 +101,7 @@ fn reason(result: Result<(), Refusal>) -> &'static str {
 #[test]
 fn round_trip() {
     let keys = keyring(&[1]);
-    let verifier = Verifier::default();
+    let verifier = verifier();
     for request in [get(), put()] {
         let headers = signed(&keys, "10.0.0.7:8000", &request, NOW);
         let presented = Presented::from_headers(&headers).expect("parsed");
@@ -70,7 +109,12 @@ fn round_trip() {
         assert_eq!(presented.timestamp, NOW);
         assert_eq!(headers[SIGNATURE_HEADER].len(), 64);
         assert_eq!(headers[NONCE_HEADER].len(), 32);
-        assert_eq!(verifier.verify(&keys, &presented, &request, NOW), Ok(()));
+        assert_eq!(presented.receiver, TO_THIS);
+        assert_eq!(
+            verifier.verify(&keys, &presented, &request.head(), NOW),
+            Ok(())
+        );
+        assert_eq!(presented.verify_body(request.body), Ok(()));
     }
     assert_eq!(verifier.remembered(), 2);
 }
@@ -83,6 +127,7 @@ fn a_fixed_nonce_gives_fixed_headers() {
     Signer::new("a:1").expect("sender").sign_with_nonce(
         &keyring(&[1]),
         &put(),
+        TO_THIS,
         NOW,
         0x0123_4567_89ab_cdef,
         &mut headers,
@@ -90,9 +135,14 @@ fn a_fixed_nonce_gives_fixed_headers() {
     assert_eq!(headers[TIMESTAMP_HEADER], "1700000000");
     assert_eq!(headers[NONCE_HEADER], "00000000000000000123456789abcdef");
     assert_eq!(headers[SENDER_HEADER], "a:1");
+    assert_eq!(headers[RECEIVER_HEADER], "10.0.0.9:8000#42");
+    assert_eq!(
+        headers[DIGEST_HEADER],
+        "eb69abcc54d8bcf975aa735ebb61c8ceb27555455d983d1f8881756760db1fcc"
+    );
     assert_eq!(
         headers[SIGNATURE_HEADER],
-        "9b8be0b2ff42935f0b795dbe8c5cca52390e165e2230120d10b362d90dbc4a11"
+        "ba85153390639f9a17ce93c5ec7abee1fba538a71306b4ac4406d9f90feceaba"
     );
 }
 
@@ -100,7 +150,7 @@ fn a_fixed_nonce_gives_fixed_headers() {
 fn any_key_verifies_and_the_first_signs() {
     let old = keyring(&[0xa]);
     let rotating = keyring(&[0xb, 0xa]);
-    let verifier = Verifier::default();
+    let verifier = verifier();
     let from_old = signed(&old, "a:1", &get(), NOW);
     assert_eq!(check(&verifier, &rotating, &from_old, &get(), NOW), Ok(()));
     let from_rotating = signed(&rotating, "b:1", &get(), NOW);
@@ -122,7 +172,7 @@ fn any_key_verifies_and_the_first_signs() {
 
 #[test]
 fn unsigned_requests_are_missing_a_signature() {
-    let verifier = Verifier::default();
+    let verifier = verifier();
     let keys = keyring(&[1]);
     let result = check(&verifier, &keys, &HeaderMap::new(), &get(), NOW);
     assert_eq!(
@@ -132,12 +182,7 @@ fn unsigned_requests_are_missing_a_signature() {
         })
     );
     assert_eq!(reason(result), "missing-signature");
-    for header in [
-        TIMESTAMP_HEADER,
-        NONCE_HEADER,
-        SENDER_HEADER,
-        SIGNATURE_HEADER,
-    ] {
+    for header in HEADERS {
         let mut headers = signed(&keys, "a:1", &get(), NOW);
         headers.remove(header);
         assert_eq!(
@@ -150,7 +195,7 @@ fn unsigned_requests_are_missing_a_signature() {
 #[test]
 fn a_wrong_key_or_any_change_is_a_bad_signature() {
     let keys = keyring(&[1]);
-    let verifier = Verifier::default();
+    let verifier = verifier();
     let headers = signed(&keys, "a:1", &put(), NOW);
     let result = check(&verifier, &keyring(&[2, 3]), &headers, &put(), NOW);
     assert_eq!(result, Err(Refusal::BadSignature));
@@ -180,10 +225,6 @@ fn a_wrong_key_or_any_change_is_a_bad_signature() {
             content_type: None,
             ..put()
         },
-        RequestParts {
-            body: b"another value",
-            ..put()
-        },
     ];
     for request in changed {
         assert_eq!(
@@ -192,10 +233,23 @@ fn a_wrong_key_or_any_change_is_a_bad_signature() {
             "{request:?}"
         );
     }
+    // The body is covered by its digest, checked once it is read.
+    let other_body = RequestParts {
+        body: b"another value",
+        ..put()
+    };
+    let result = check(&verifier, &keys, &headers, &other_body, NOW);
+    assert_eq!(result, Err(Refusal::BodyMismatch));
+    assert_eq!(reason(result), "body-mismatch");
     for (header, value) in [
         (SENDER_HEADER, "b:1"),
         (TIMESTAMP_HEADER, "1700000001"),
         (NONCE_HEADER, "00000000000000000000000000000001"),
+        (RECEIVER_HEADER, "10.0.0.9:8000#43"),
+        (
+            DIGEST_HEADER,
+            "0000000000000000000000000000000000000000000000000000000000000000",
+        ),
     ] {
         let mut forged = headers.clone();
         forged.insert(header, HeaderValue::from_static(value));
@@ -205,15 +259,18 @@ fn a_wrong_key_or_any_change_is_a_bad_signature() {
             "{header}"
         );
     }
-    // Nothing refused was remembered; the genuine request still passes.
-    assert_eq!(verifier.remembered(), 0);
+    // Nothing refused was remembered but the body mismatch's nonce (its
+    // headers were genuine, so its nonce is spent); a genuine request
+    // passes.
+    assert_eq!(verifier.remembered(), 1);
+    let headers = signed(&keys, "a:1", &put(), NOW);
     assert_eq!(check(&verifier, &keys, &headers, &put(), NOW), Ok(()));
 }
 
 #[test]
 fn malformed_headers_are_bad_signatures() {
     let keys = keyring(&[1]);
-    let verifier = Verifier::default();
+    let verifier = verifier();
     for (header, value) in [
         (TIMESTAMP_HEADER, "-5"),
         (TIMESTAMP_HEADER, "+1700000000"),
@@ -225,6 +282,11 @@ fn malformed_headers_are_bad_signatures() {
         (SENDER_HEADER, "a b"),
         (SENDER_HEADER, ""),
         (SIGNATURE_HEADER, "00"),
+        (RECEIVER_HEADER, "10.0.0.9:8000"),
+        (RECEIVER_HEADER, "10.0.0.9#42"),
+        (RECEIVER_HEADER, "10.0.0.9:8000#-1"),
+        (RECEIVER_HEADER, "10.0.0.9:8000#+1"),
+        (DIGEST_HEADER, "abc"),
     ] {
         let mut headers = signed(&keys, "a:1", &get(), NOW);
         headers.insert(header, HeaderValue::from_static(value));
@@ -256,7 +318,7 @@ fn malformed_headers_are_bad_signatures() {
 #[test]
 fn more_than_a_minute_of_skew_is_refused_either_way() {
     let keys = keyring(&[1]);
-    let verifier = Verifier::default();
+    let verifier = verifier();
     let limit = MAX_SKEW.as_secs();
     for (signed_at, ok) in [
         (NOW - limit, true),
@@ -291,7 +353,7 @@ fn more_than_a_minute_of_skew_is_refused_either_way() {
 #[test]
 fn a_replayed_request_is_refused() {
     let keys = keyring(&[1]);
-    let verifier = Verifier::default();
+    let verifier = verifier();
     let headers = signed(&keys, "a:1", &put(), NOW);
     assert_eq!(check(&verifier, &keys, &headers, &put(), NOW), Ok(()));
     for later in [NOW, NOW + 1, NOW + MAX_SKEW.as_secs()] {
@@ -323,7 +385,7 @@ fn a_replayed_request_is_refused() {
 #[test]
 fn identical_concurrent_requests_from_different_nodes_all_pass() {
     let keys = keyring(&[1]);
-    let verifier = Verifier::default();
+    let verifier = verifier();
     // The same GET, at the same second, from two nodes (cross-node
     // singleflight), and twice from one of them.
     let a = signed(&keys, "10.0.0.7:8000", &get(), NOW);
@@ -334,7 +396,7 @@ fn identical_concurrent_requests_from_different_nodes_all_pass() {
     }
 
     // And many at once, from many threads.
-    let verifier = Verifier::default();
+    let verifier = self::verifier();
     std::thread::scope(|scope| {
         for node in 0..8 {
             let (verifier, keys) = (&verifier, &keys);
@@ -353,7 +415,7 @@ fn identical_concurrent_requests_from_different_nodes_all_pass() {
 #[test]
 fn a_full_nonce_table_refuses_instead_of_growing() {
     let keys = keyring(&[1]);
-    let verifier = Verifier::new(MAX_SKEW, 3);
+    let verifier = Verifier::new(THIS, MAX_SKEW, 3);
     for _ in 0..3 {
         let headers = signed(&keys, "a:1", &get(), NOW);
         assert_eq!(check(&verifier, &keys, &headers, &get(), NOW), Ok(()));
@@ -376,6 +438,68 @@ fn a_full_nonce_table_refuses_instead_of_growing() {
     assert_eq!(verifier.remembered(), 1);
 }
 
+#[test]
+fn a_request_for_another_member_is_refused() {
+    let keys = keyring(&[1]);
+    let verifier = verifier();
+    let elsewhere = Receiver {
+        addr: "10.0.0.8:8000".parse().expect("addr"),
+        generation: THIS.generation,
+    };
+    let headers = signed_for(&keys, "a:1", &get(), elsewhere, NOW);
+    let result = check(&verifier, &keys, &headers, &get(), NOW);
+    assert_eq!(
+        result,
+        Err(Refusal::WrongReceiver {
+            named: elsewhere.addr,
+            this: THIS.addr
+        })
+    );
+    assert_eq!(reason(result), "wrong-receiver");
+    // Refused before its nonce was taken: nothing remembered.
+    assert_eq!(verifier.remembered(), 0);
+}
+
+#[test]
+fn a_request_for_an_earlier_run_is_refused() {
+    let keys = keyring(&[1]);
+    let verifier = verifier();
+    // Signed for the generation before this node restarted.
+    let earlier = Receiver {
+        generation: THIS.generation - 1,
+        ..TO_THIS
+    };
+    let headers = signed_for(&keys, "a:1", &get(), earlier, NOW);
+    let result = check(&verifier, &keys, &headers, &get(), NOW);
+    assert_eq!(result, Err(Refusal::EarlierRun));
+    assert_eq!(reason(result), "earlier-run");
+    // A renewed generation of this run is this run.
+    let renewed = Receiver {
+        generation: THIS.generation + 1,
+        ..TO_THIS
+    };
+    let headers = signed_for(&keys, "a:1", &get(), renewed, NOW);
+    assert_eq!(check(&verifier, &keys, &headers, &get(), NOW), Ok(()));
+}
+
+#[test]
+fn without_a_generation_only_requests_signed_since_the_start_pass() {
+    let keys = keyring(&[1]);
+    let verifier = verifier();
+    let unknown = Receiver {
+        generation: 0,
+        ..TO_THIS
+    };
+    let now = THIS.started + 10;
+    let before = signed_for(&keys, "a:1", &get(), unknown, THIS.started - 1);
+    assert_eq!(
+        check(&verifier, &keys, &before, &get(), now),
+        Err(Refusal::EarlierRun)
+    );
+    let since = signed_for(&keys, "a:1", &get(), unknown, THIS.started);
+    assert_eq!(check(&verifier, &keys, &since, &get(), now), Ok(()));
+}
+
 fn header_value() -> impl Strategy<Value = Option<Vec<u8>>> {
     prop_oneof![
         Just(None),
@@ -391,6 +515,8 @@ proptest! {
         timestamp in header_value(),
         nonce in header_value(),
         sender in header_value(),
+        receiver in header_value(),
+        digest in header_value(),
         signature in header_value(),
         now in any::<u64>(),
     ) {
@@ -399,29 +525,31 @@ proptest! {
             (TIMESTAMP_HEADER, timestamp),
             (NONCE_HEADER, nonce),
             (SENDER_HEADER, sender),
+            (RECEIVER_HEADER, receiver),
+            (DIGEST_HEADER, digest),
             (SIGNATURE_HEADER, signature),
         ] {
             if let Some(value) = value.and_then(|v| HeaderValue::from_bytes(&v).ok()) {
                 headers.insert(name, value);
             }
         }
-        let verifier = Verifier::default();
+        let verifier = verifier();
         let result = check(&verifier, &keyring(&[1]), &headers, &get(), now);
         prop_assert!(result.is_err());
     }
 
     #[test]
     fn a_changed_header_never_passes(
-        which in 0usize..4,
+        which in 0usize..6,
         replacement in "[ -~]{0,70}",
     ) {
         let keys = keyring(&[1]);
         let headers = signed(&keys, "a:1", &put(), NOW);
-        let name = [TIMESTAMP_HEADER, NONCE_HEADER, SENDER_HEADER, SIGNATURE_HEADER][which];
+        let name = HEADERS[which];
         prop_assume!(headers[name].as_bytes() != replacement.as_bytes());
         let mut forged = headers.clone();
         forged.insert(name, HeaderValue::from_str(&replacement).expect("printable"));
-        let verifier = Verifier::default();
+        let verifier = verifier();
         let result = check(&verifier, &keys, &forged, &put(), NOW);
         // Only another spelling of the same values passes (capitals in
         // hex, leading zeros in the timestamp).

@@ -1,5 +1,7 @@
 //! The receiving side: checks the signature with every key, the clock skew,
-//! and that the nonce is new, in a table bounded in time and in size.
+//! that the request is for this node (this run of it), and that the nonce
+//! is new, in a table bounded in time and in size. All of it from the
+//! headers, before a byte of the body is read.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Mutex, PoisonError};
@@ -8,7 +10,7 @@ use std::time::Duration;
 use hmac::Mac;
 
 use super::Refusal;
-use super::wire::{self, Presented, RequestParts};
+use super::wire::{self, Covered, Presented, RequestHead};
 use crate::security::Keyring;
 
 /// The most a request's timestamp may differ from the verifier's clock.
@@ -16,26 +18,39 @@ pub(crate) const MAX_SKEW: Duration = Duration::from_secs(60);
 /// The most nonces a verifier remembers (about 20 MB).
 pub(crate) const NONCE_CAPACITY: usize = 1_000_000;
 
+/// The node a verifier stands for: requests must name it as their
+/// receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThisNode {
+    /// Its ring id: advertised IP and peer port.
+    pub addr: std::net::SocketAddr,
+    /// The generation it started with (a renewed generation is larger).
+    pub generation: u64,
+    /// When it started, in unix seconds.
+    pub started: u64,
+}
+
 /// Checks signed requests and remembers their nonces. One per node, shared
 /// by every request it serves.
 #[derive(Debug)]
 pub(crate) struct Verifier {
+    this: ThisNode,
     max_skew: u64,
     capacity: usize,
     nonces: Mutex<NonceTable>,
 }
 
-impl Default for Verifier {
-    fn default() -> Self {
-        Self::new(MAX_SKEW, NONCE_CAPACITY)
-    }
-}
-
 impl Verifier {
-    /// A verifier with other limits than the defaults ([`MAX_SKEW`],
+    /// A verifier for `this` node with the default limits ([`MAX_SKEW`],
     /// [`NONCE_CAPACITY`]).
-    pub(crate) fn new(max_skew: Duration, capacity: usize) -> Self {
+    pub(crate) fn for_node(this: ThisNode) -> Self {
+        Self::new(this, MAX_SKEW, NONCE_CAPACITY)
+    }
+
+    /// A verifier with other limits than the defaults.
+    pub(crate) fn new(this: ThisNode, max_skew: Duration, capacity: usize) -> Self {
         Self {
+            this,
             max_skew: max_skew.as_secs(),
             capacity,
             nonces: Mutex::new(NonceTable::default()),
@@ -44,21 +59,27 @@ impl Verifier {
 
     /// Verifies a request whose signature headers were `presented`, at
     /// `now` (unix seconds). Checks, in order: that a key of `keyring` made
-    /// the signature, the clock skew, and that the nonce is new; the nonce
-    /// is remembered only when all else passed.
+    /// the signature, the clock skew, that the request is for this node and
+    /// this run of it, and that the nonce is new; the nonce is remembered
+    /// only when all else passed. The body is checked against its signed
+    /// digest once read ([`Presented::verify_body`]).
     pub(crate) fn verify(
         &self,
         keyring: &Keyring,
         presented: &Presented,
-        request: &RequestParts<'_>,
+        request: &RequestHead<'_>,
         now: u64,
     ) -> Result<(), Refusal> {
-        let text = wire::canonical(
-            request,
-            presented.timestamp,
-            presented.nonce,
-            &presented.sender,
-        );
+        let receiver = presented.receiver.to_string();
+        let body_digest = hex::encode(presented.body_digest);
+        let covered = Covered {
+            timestamp: presented.timestamp,
+            nonce: presented.nonce,
+            sender: &presented.sender,
+            receiver: &receiver,
+            body_digest: &body_digest,
+        };
+        let text = wire::canonical(request, &covered);
         let signed_by_a_key = keyring.keys().iter().any(|key| {
             key.mac
                 .clone()
@@ -77,6 +98,7 @@ impl Verifier {
                 max: self.max_skew,
             });
         }
+        self.check_receiver(presented)?;
         self.nonces
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -93,6 +115,28 @@ impl Verifier {
                     window: self.max_skew,
                 },
             })
+    }
+
+    /// A request signed for another node, or for an earlier run of this
+    /// one, is refused: it can only be a replay.
+    fn check_receiver(&self, presented: &Presented) -> Result<(), Refusal> {
+        let receiver = presented.receiver;
+        if receiver.addr != self.this.addr {
+            return Err(Refusal::WrongReceiver {
+                named: receiver.addr,
+                this: self.this.addr,
+            });
+        }
+        let this_run = if receiver.generation == 0 {
+            presented.timestamp >= self.this.started
+        } else {
+            receiver.generation >= self.this.generation
+        };
+        if this_run {
+            Ok(())
+        } else {
+            Err(Refusal::EarlierRun)
+        }
     }
 
     /// How many nonces are remembered now.
