@@ -132,9 +132,10 @@ if [[ "$(cat "$TOOLS/npm/.stamp" 2>/dev/null)" != "${PROMQL_NPM_PKGS[*]}" ]]; th
   echo "${PROMQL_NPM_PKGS[*]}" >"$TOOLS/npm/.stamp"
 fi
 
-# buildah builds the image, podman runs it with runc (step 9 says why runc).
+# buildah builds the image, podman runs it with runc and slirp4netns (step 9
+# says why those).
 missing=()
-for tool in buildah podman runc; do
+for tool in buildah podman runc slirp4netns; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
