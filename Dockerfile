@@ -6,7 +6,8 @@
 # The runtime stage holds /shoal and a CA bundle (for https origins), runs as
 # the numeric non-root user 65532 and writes nothing, so it runs with a
 # read-only root filesystem. .ci/chart-checks.sh builds the runtime stage
-# from a host-built binary with buildah and runs `shoal --version` in it.
+# from a host-built binary with buildah and runs it under podman as the
+# chart runs it.
 
 FROM rust:1-bookworm AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]

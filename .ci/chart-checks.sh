@@ -33,6 +33,12 @@
 #   8. buildah (--isolation chroot): the Dockerfile's runtime stage built
 #      FROM scratch around that binary, `shoal --version` and check-config
 #      run inside it, its user, ports and entrypoint inspected
+#   9. podman with runc: that image run as the chart's DaemonSet runs it
+#      (read-only root, no capabilities, no-new-privileges, uid/gid 65532,
+#      the ConfigMap and keyring Secret mounted read-only, the chart's env and
+#      ports); from outside, the probes' paths, /metrics and the service port
+#      answer; podman stop (SIGTERM) gives /readyz 503, the drain, the leave
+#      and exit code 0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -64,9 +70,11 @@ TARGET=x86_64-unknown-linux-gnu
 PIDS=()
 BUILDAH_CTR=""
 BUILDAH_IMG=""
+PODMAN_CTR=""
 cleanup() {
   local pid
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [[ -n $PODMAN_CTR ]]; then podman rm --force --time 0 "$PODMAN_CTR" >/dev/null 2>&1 || true; fi
   if [[ -n $BUILDAH_CTR ]]; then buildah rm "$BUILDAH_CTR" >/dev/null 2>&1 || true; fi
   if [[ -n $BUILDAH_IMG ]]; then buildah rmi "$BUILDAH_IMG" >/dev/null 2>&1 || true; fi
   rm -rf "$WORK"
@@ -124,9 +132,15 @@ if [[ "$(cat "$TOOLS/npm/.stamp" 2>/dev/null)" != "${PROMQL_NPM_PKGS[*]}" ]]; th
   echo "${PROMQL_NPM_PKGS[*]}" >"$TOOLS/npm/.stamp"
 fi
 
-if ! command -v buildah >/dev/null 2>&1; then
+# buildah builds the image, podman runs it with runc and slirp4netns (step 9
+# says why those).
+missing=()
+for tool in buildah podman runc slirp4netns; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 helm version --short
@@ -134,6 +148,8 @@ kubectl version --client | sed -n 1p   # sed reads to the end: no SIGPIPE under 
 echo "kubernetes-validate $("$PY" -c 'import kubernetes_validate; print(kubernetes_validate.__version__)')"
 hadolint --version
 buildah --version
+podman --version
+runc --version | sed -n 1p
 
 # ---------------------------------------------------------------------------
 step "helm lint --strict"
@@ -682,7 +698,16 @@ step "buildah: the Dockerfile's runtime stage, FROM scratch, around the static b
 # build above, laid out as the build stage's /rootfs; the runtime stage is
 # taken from the Dockerfile as it is, with COPY --from=build reading the
 # context instead.
-export STORAGE_DRIVER=vfs
+# buildah and podman share a store of this run's own (vfs: no overlay
+# mounts to leave behind), so podman runs the image buildah built, nothing
+# else on the machine sees it, and removing $WORK removes it.
+cat >"$WORK/storage.conf" <<EOF
+[storage]
+driver = "vfs"
+graphroot = "$WORK/containers/storage"
+runroot = "$WORK/containers/run"
+EOF
+export CONTAINERS_STORAGE_CONF=$WORK/storage.conf
 mkdir -p "$WORK/image/rootfs/etc/ssl/certs"
 cp "$SHOAL" "$WORK/image/rootfs/shoal"
 if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
@@ -714,5 +739,267 @@ assert set(c.get("ExposedPorts", {})) == {"3000/tcp", "8000/tcp", "7946/udp", "9
 print("ok: image config: User", c["User"], "Entrypoint", c["Entrypoint"], "ExposedPorts", sorted(c["ExposedPorts"]))
 EOF
 PASSED=$((PASSED + 1))
+
+# ---------------------------------------------------------------------------
+step "podman (runc): the image run as the chart runs it"
+# The DaemonSet's container from the default render (m0), translated to
+# podman run: its securityContext (read-only root, every capability dropped,
+# no privilege escalation, uid/gid 65532, fsGroup as a supplementary group),
+# env (downward API fields filled in as the kubelet would), ports, memory
+# limit, and the ConfigMap and keyring Secret as read-only directory mounts
+# with the files' modes and group the kubelet gives them. Checked from
+# outside: the probes' paths, /metrics, the service port, the process in
+# /proc, then SIGTERM.
+#
+# podman's settings for this machine. runc: crun refuses this kernel's
+# hybrid cgroup layout ("cgroups in hybrid mode not supported"). Limits:
+# without them
+# podman asks runc for nofile and nproc 1048576, and runc cannot raise a
+# limit above podman's own without CAP_SYS_RESOURCE, which this VM lacks
+# ("error setting rlimit type 6: operation not permitted"). podman 4.3 lowers
+# its own RLIMIT_NPROC to 32768 as it starts, so nproc stays at or below
+# that; nofile is soft 1024 under the host's hard limit, as containerd
+# under systemd gives a Kubernetes container. cgroupfs and the file event
+# log are what podman picks where systemd does not run (as here), set so
+# that the run depends on neither systemd nor journald.
+nproc=$(ulimit -Hu)
+[[ $nproc == unlimited || $nproc -gt 32768 ]] && nproc=32768
+cat >"$WORK/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=1024:$(ulimit -Hn)", "nproc=$nproc:$nproc"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+EOF
+export CONTAINERS_CONF=$WORK/containers.conf
+# The network: slirp4netns, a network namespace of the container's own with
+# a fixed address (10.0.2.100 in slirp4netns's 10.0.2.0/24), reached through
+# ports podman publishes on free loopback ports. Host networking would bind
+# the standard ports on every host address, where other things on this
+# machine use them; podman's bridge (netavark) works too, but adds iptables
+# rules on the host and shares address allocation between runs.
+POD_IP=10.0.2.100
+# The node raises its soft RLIMIT_NOFILE to the hard limit (no capability
+# needed) and logs it with this message. Until every shoal does, a missing
+# raise or log line is a SKIP; SHOAL_REQUIRE_NOFILE_RAISE=1 makes it a failure.
+REQUIRE_NOFILE_RAISE=${SHOAL_REQUIRE_NOFILE_RAISE:-0}
+NOFILE_RAISED_LOG="raised the soft open-file limit to the hard limit"
+"$PY" - "$WORK/renders/m0.yaml" "$WORK/keyring/keyring" "$WORK/pod" "$POD_IP" <<'EOF'
+import json, os, re, sys, yaml
+render, keyring, out, pod_ip = sys.argv[1:]
+docs = [d for d in yaml.safe_load_all(open(render)) if d]
+(ds,) = [d for d in docs if d["kind"] == "DaemonSet"]
+pod = ds["spec"]["template"]["spec"]
+(c,) = pod["containers"]
+objects = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+psc, sc = pod.get("securityContext", {}), c.get("securityContext", {})
+unsupported = lambda what: sys.exit(f"FAIL: the chart's container sets {what}, which this check does not translate")
+args = []
+uid = sc.get("runAsUser", psc.get("runAsUser"))
+gid = sc.get("runAsGroup", psc.get("runAsGroup"))
+if uid is None or gid is None or uid == 0 or not (sc.get("runAsNonRoot") or psc.get("runAsNonRoot")):
+    sys.exit(f"FAIL: the chart runs as uid {uid} gid {gid}, runAsNonRoot unset")
+args += ["--user", f"{uid}:{gid}"]
+fs_group = psc.get("fsGroup")
+if fs_group is not None:
+    args += ["--group-add", str(fs_group)]
+if sc.get("readOnlyRootFilesystem"):
+    # No tmpfs on /tmp, /run, /var/tmp either: Kubernetes mounts none.
+    args += ["--read-only", "--read-only-tmpfs=false"]
+if sc.get("allowPrivilegeEscalation") is False:
+    args += ["--security-opt", "no-new-privileges"]
+caps = sc.get("capabilities", {})
+args += [f"--cap-drop={x.lower()}" for x in caps.get("drop", [])]
+args += [f"--cap-add={x.lower()}" for x in caps.get("add", [])]
+for ctx in (psc, sc):
+    if ctx.get("seccompProfile", {"type": "RuntimeDefault"}).get("type") != "RuntimeDefault":
+        # RuntimeDefault is podman's own default profile: nothing to pass.
+        unsupported("a seccomp profile other than RuntimeDefault")
+if sc.get("privileged"):
+    unsupported("privileged")
+fields = {"metadata.name": "shoal-podman", "metadata.namespace": ds["metadata"]["namespace"], "status.podIP": pod_ip}
+env = {}
+for e in c.get("env", []):
+    if "value" in e:
+        env[e["name"]] = e["value"]
+    elif "fieldRef" in e["valueFrom"]:
+        env[e["name"]] = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+    else:
+        unsupported(f"env {e['name']} from {e['valueFrom']}")
+args += [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
+ports = {}
+for p in c["ports"]:
+    if "hostPort" in p:
+        unsupported("a hostPort")
+    proto = p.get("protocol", "TCP").lower()
+    ports[p["name"]] = f"{p['containerPort']}/{proto}"
+    # A free host port on loopback, chosen by podman.
+    args += ["--publish", f"127.0.0.1::{p['containerPort']}/{proto}"]
+limits = c.get("resources", {}).get("limits", {})
+if "memory" in limits:
+    n, unit = re.fullmatch(r"(\d+)(Mi|Gi)", limits["memory"]).groups()
+    args += ["--memory", f"{int(n) * {'Mi': 1, 'Gi': 1024}[unit]}m"]
+if "cpu" in limits:
+    unsupported("a CPU limit")
+volumes = {v["name"]: v for v in pod["volumes"]}
+for m in c["volumeMounts"]:
+    if "subPath" in m:
+        unsupported("a subPath mount")
+    v = volumes[m["name"]]
+    d = f"{out}/volumes/{m['name']}"
+    os.makedirs(d)
+    if "configMap" in v:
+        src, data = v["configMap"], objects[("ConfigMap", v["configMap"]["name"])]["data"]
+        files = {k: data[k].encode() for k in data}
+        mode = src.get("defaultMode", 0o644)
+    elif "secret" in v:
+        src = v["secret"]
+        # The Secret this check's keyring stands for (generated or existing).
+        files = {src["items"][0]["key"]: open(keyring, "rb").read()}
+        mode = src.get("defaultMode", 0o644)
+    else:
+        unsupported(f"volume {m['name']} of a kind other than configMap or secret")
+    for item in src.get("items", [{"key": k, "path": k} for k in files]):
+        path = f"{d}/{item['path']}"
+        with open(path, "wb") as f:
+            f.write(files[item["key"]])
+        # As the kubelet leaves them: root's, the fsGroup's group, defaultMode.
+        os.chown(path, 0, fs_group if fs_group is not None else 0)
+        os.chmod(path, item.get("mode", mode))
+    args += ["--volume", f"{d}:{m['mountPath']}:{'ro' if m.get('readOnly') else 'rw'}"]
+if c.get("command"):
+    args += ["--entrypoint", json.dumps(c["command"])]
+probes = {k: (c[k]["httpGet"]["path"], c[k]["httpGet"]["port"], c[k]["periodSeconds"] * c[k]["failureThreshold"])
+          for k in ("startupProbe", "livenessProbe", "readinessProbe")}
+pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+# The headless Service (publishNotReadyAddresses) answers the seed name with
+# the pod's own address while it is alone; so does the hosts file here.
+config = yaml.safe_load(objects[("ConfigMap", "shoal")]["data"]["shoal.yaml"])
+for seed in config["discovery"]["seeds"]:
+    args += ["--add-host", f"{seed.rstrip('.')}:{pod_ip}"]
+spec = {
+    "args": args, "cmd": c.get("args", []), "ports": ports, "probes": probes,
+    # What the kubelet leaves SIGTERM of the grace period: it counts from
+    # the start of the preStop wait.
+    "stop_timeout": pod["terminationGracePeriodSeconds"] - pre_stop,
+    "drain": config["node"]["drain"],
+    "drain_seconds": int(re.fullmatch(r"(\d+)s", config["node"]["drain"]).group(1)),
+}
+json.dump(spec, open(f"{out}/spec.json", "w"))
+with open(f"{out}/run.args", "wb") as f:
+    f.write(b"".join(a.encode() + b"\0" for a in args))
+print("podman run", " ".join(args))
+EOF
+spec() { "$PY" -c 'import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]: v = v[k]
+sys.stdout.write("".join(f"{x}\n" for x in v) if isinstance(v, list) else f"{v}\n")' "$WORK/pod/spec.json" "$@"; }
+mapfile -d '' run_args <"$WORK/pod/run.args"
+mapfile -t cmd_args < <(spec cmd)
+PODMAN_CTR=shoal-chart-checks-$$
+started=$SECONDS
+podman run --detach --name "$PODMAN_CTR" --network slirp4netns:cidr=10.0.2.0/24 \
+  "${run_args[@]}" "$BUILDAH_IMG" "${cmd_args[@]}" >/dev/null
+CTR_PID=$(podman inspect --format '{{.State.Pid}}' "$PODMAN_CTR")
+host_port() { # container port/proto -> 127.0.0.1:port on the host
+  podman port "$PODMAN_CTR" "$1" | sed -n 1p
+}
+ADMIN=$(host_port "$(spec ports shoal-admin)")
+SERVICE=$(host_port "$(spec ports shoal-http)")
+logs() { podman logs "$PODMAN_CTR" 2>&1; }
+until_ok() { # what, seconds, command...: poll the command until it succeeds
+  local what=$1 deadline=$((SECONDS + $2))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      logs | tail -20
+      fail "$what: not within the deadline"
+    fi
+    if ! kill -0 "$CTR_PID" 2>/dev/null; then
+      logs | tail -20
+      fail "$what: the container stopped"
+    fi
+    sleep 0.2
+  done
+}
+# Each within the startup probe's budget: the kubelet gives a pod that long
+# before it restarts it.
+read -r _ _ startup_budget < <(spec probes startupProbe | paste -sd' ')
+for probe in startupProbe livenessProbe readinessProbe; do
+  read -r path port _ < <(spec probes "$probe" | paste -sd' ')
+  [[ $port == "$(spec ports shoal-admin | cut -d/ -f1)" ]] || fail "$probe probes port $port, not the admin port"
+  until_ok "$probe GET $path" "$startup_budget" curl -fsS "http://$ADMIN$path"
+  ok "in podman: $probe GET $path answers 200 after $((SECONDS - started))s"
+done
+# What the kernel says of the running node, read from the host's /proc.
+"$PY" - "$CTR_PID" <<'EOF'
+import sys
+pid = sys.argv[1]
+status = dict(line.rstrip("\n").split(":\t", 1) for line in open(f"/proc/{pid}/status"))
+want = {"Uid": "65532\t65532\t65532\t65532", "Gid": "65532\t65532\t65532\t65532", "Groups": "65532",
+        "CapInh": "0" * 16, "CapPrm": "0" * 16, "CapEff": "0" * 16, "CapBnd": "0" * 16, "CapAmb": "0" * 16,
+        "NoNewPrivs": "1", "Seccomp": "2"}
+bad = {k: status.get(k, "").strip() for k in want if status.get(k, "").strip() != want[k]}
+if bad:
+    sys.exit(f"FAIL: the node's process: {bad}, expected {dict((k, want[k]) for k in bad)}")
+mounts = {f[4]: f[5].split(",") for f in (line.split() for line in open(f"/proc/{pid}/mountinfo"))}
+for path in ("/", "/etc/shoal/config", "/etc/shoal/keyring"):
+    if "ro" not in mounts.get(path, []):
+        sys.exit(f"FAIL: {path} is not mounted read-only: {mounts.get(path)}")
+print("ok: in podman: the node runs as 65532:65532 (groups 65532), no capabilities, no_new_privs, seccomp filter; /, the config and the keyring read-only")
+EOF
+PASSED=$((PASSED + 1))
+read -r soft hard < <(awk '/^Max open files/ { print $4, $5 }' "/proc/$CTR_PID/limits")
+if [[ $soft == "$hard" && $hard != 1024 ]]; then
+  ok "in podman: the node raised its soft RLIMIT_NOFILE from 1024 to the hard limit $hard"
+elif ((REQUIRE_NOFILE_RAISE)); then
+  fail "soft RLIMIT_NOFILE $soft, not raised to the hard limit $hard"
+else
+  echo "SKIP: this shoal leaves its soft RLIMIT_NOFILE at $soft (hard $hard)"
+fi
+metrics=$(curl -fsS "http://$ADMIN/metrics")
+grep -q '^shoal_' <<<"$metrics" || fail "/metrics has no shoal_ metrics"
+ok "in podman: /metrics: $(grep -c '^shoal_' <<<"$metrics") shoal_ samples"
+first=$(curl -fsS -o /dev/null -w '%{http_code} %header{x-shoal-source}' "http://$SERVICE/foo")
+second=$(curl -fsS -w ' %{http_code} %header{x-shoal-source}' "http://$SERVICE/foo")
+[[ $first == "200 origin" && $second == "Value of foo 200 main" ]] || fail "service port: '$first' then '$second'"
+ok "in podman: GET /foo on the service port: 200 from the origin, then 200 from memory"
+logs >"$WORK/podman.log"
+grep -q '"message":"ready"' "$WORK/podman.log" || fail "no JSON 'ready' line: $(head -3 "$WORK/podman.log")"
+grep -q '"message":"keyring loaded"' "$WORK/podman.log" || fail "the keyring was not loaded from the Secret's mount"
+ok "in podman: JSON logs; the keyring loaded from the Secret mount; ready"
+if nofile=$(grep -F "\"message\":\"$NOFILE_RAISED_LOG\"" "$WORK/podman.log"); then
+  if ! grep -q "\"from\":1024[,}]" <<<"$nofile" || ! grep -q "\"to\":$(ulimit -Hn)[,}]" <<<"$nofile"; then
+    fail "the raise was not from 1024 to $(ulimit -Hn): $nofile"
+  fi
+  ok "in podman: the node logs '$NOFILE_RAISED_LOG' (from 1024 to $(ulimit -Hn))"
+elif ((REQUIRE_NOFILE_RAISE)); then
+  fail "no '$NOFILE_RAISED_LOG' log line"
+else
+  echo "SKIP: this shoal does not log '$NOFILE_RAISED_LOG'"
+fi
+# SIGTERM, with what is left of the grace period after the preStop wait.
+stop_timeout=$(spec stop_timeout)
+stop_started=$EPOCHREALTIME
+podman stop --time "$stop_timeout" "$PODMAN_CTR" >/dev/null &
+PIDS+=($!)
+until_ok "/readyz 503 after SIGTERM" 10 bash -c "[[ \$(curl -sS -o /dev/null -w '%{http_code}' http://$ADMIN/readyz) == 503 ]]"
+draining=$(curl -fsS -w ' %{http_code} %header{x-shoal-source}' "http://$SERVICE/foo") || fail "the service port stopped answering during the drain"
+[[ $draining == "Value of foo 200 main" ]] || fail "during the drain: $draining"
+curl -fsS "http://$ADMIN/healthz" >/dev/null || fail "/healthz failed during the drain"
+ok "in podman: after SIGTERM /readyz answers 503 while /healthz and the service port still answer"
+wait "${PIDS[-1]}" || fail "podman stop failed"
+stop_took=$(awk -v a="$stop_started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+rc=$(podman inspect --format '{{.State.ExitCode}}' "$PODMAN_CTR")
+logs >"$WORK/podman.log"
+for line in "shutting down: not ready" "left the gossip cluster" "shoal node stopped"; do
+  grep -q "\"message\":\"$line\"" "$WORK/podman.log" || { tail -20 "$WORK/podman.log"; fail "no '$line' log line after SIGTERM"; }
+done
+[[ $rc == 0 ]] || { tail -20 "$WORK/podman.log"; fail "exit code $rc after SIGTERM"; }
+# Served for the drain, not gone at once.
+awk -v took="$stop_took" -v drain="$(spec drain_seconds)" 'BEGIN { exit !(took >= drain) }' ||
+  fail "stopped after ${stop_took}s, before the drain ($(spec drain)) was over"
+ok "in podman: SIGTERM: not ready, left the gossip cluster, drained ($(spec drain)), stopped; exit code 0 after ${stop_took}s (budget ${stop_timeout}s)"
 
 printf '\nchart-checks: %d passed, 0 failed\n' "$PASSED"
