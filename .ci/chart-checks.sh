@@ -781,9 +781,9 @@ export CONTAINERS_CONF=$WORK/containers.conf
 # rules on the host and shares address allocation between runs.
 POD_IP=10.0.2.100
 # The node raises its soft RLIMIT_NOFILE to the hard limit (no capability
-# needed) and logs it with this message. Until every shoal does, a missing
-# raise or log line is a SKIP; SHOAL_REQUIRE_NOFILE_RAISE=1 makes it a failure.
-REQUIRE_NOFILE_RAISE=${SHOAL_REQUIRE_NOFILE_RAISE:-0}
+# needed) and logs it with this message; a missing raise or log line fails
+# (SHOAL_REQUIRE_NOFILE_RAISE=0 makes it a SKIP, for an older binary).
+REQUIRE_NOFILE_RAISE=${SHOAL_REQUIRE_NOFILE_RAISE:-1}
 NOFILE_RAISED_LOG="raised the soft open-file limit to the hard limit"
 "$PY" - "$WORK/renders/m0.yaml" "$WORK/keyring/keyring" "$WORK/pod" "$POD_IP" <<'EOF'
 import json, os, re, sys, yaml

@@ -325,6 +325,15 @@ impl Node {
         self.send(format!("GET {url}"), self.client.get(&url)).await
     }
 
+    /// The value of the metric line that starts with `series ` (name and
+    /// labels exactly as rendered); `None` when there is no such line.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.admin_get("/metrics").await.text();
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
     /// The owner of `key` in `group` according to this node's
     /// `/_ring/{group}/{key}`: the owner's IP.
     pub async fn ring_owner(&self, group: &str, key: &str) -> IpAddr {

@@ -63,15 +63,6 @@ async fn start_nodes(
     nodes
 }
 
-/// The value of the metric line that starts with `series ` (name and
-/// labels exactly as rendered); `None` when there is no such line.
-async fn metric(node: &Node, series: &str) -> Option<f64> {
-    let text = node.admin_get("/metrics").await.text();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-}
-
 fn disagreements(kind: &str) -> String {
     format!("shoal_membership_disagreements_total{{kind=\"{kind}\"}}")
 }
@@ -82,7 +73,7 @@ async fn wait_for_ring(node: &Node, n: f64, timeout: Duration) {
         &format!("{}'s ring to have {n} members", node.name),
         timeout,
         || async {
-            match metric(node, "shoal_ring_members").await {
+            match node.metric("shoal_ring_members").await {
                 Some(members) if members == n => Ok(()),
                 other => Err(format!("shoal_ring_members {other:?}")),
             }
@@ -161,7 +152,7 @@ async fn a_terminating_endpoint_leaves_every_ring_while_swim_still_has_it() {
     for node in &nodes {
         wait_for_ring(node, 3.0, WAIT).await;
         assert_eq!(
-            metric(node, &disagreements("terminating-but-alive")).await,
+            node.metric(&disagreements("terminating-but-alive")).await,
             Some(0.0)
         );
     }
@@ -244,7 +235,7 @@ async fn a_terminating_endpoint_leaves_every_ring_while_swim_still_has_it() {
             "{} must still list {victim} alive in /_members",
             node.name
         );
-        let counted = metric(node, &disagreements("terminating-but-alive")).await;
+        let counted = node.metric(&disagreements("terminating-but-alive")).await;
         assert!(counted >= Some(1.0), "{}: {counted:?}", node.name);
         for k in 0..200 {
             let owner = node.ring_owner("data", &format!("key-{k}")).await;
@@ -270,7 +261,7 @@ async fn a_terminating_endpoint_leaves_every_ring_while_swim_still_has_it() {
             &format!("{} to count members without endpoints", node.name),
             WAIT,
             || async {
-                match metric(node, &disagreements("member-without-endpoint")).await {
+                match node.metric(&disagreements("member-without-endpoint")).await {
                     Some(n) if n >= 3.0 => Ok(()),
                     other => Err(format!("{other:?}")),
                 }
@@ -361,11 +352,7 @@ async fn an_unreachable_api_server_leaves_a_node_serving_and_ready() {
         "ready-but-unknown",
         "member-without-endpoint",
     ] {
-        assert_eq!(
-            metric(&node, &disagreements(kind)).await,
-            Some(0.0),
-            "{kind}"
-        );
+        assert_eq!(node.metric(&disagreements(kind)).await, Some(0.0), "{kind}");
     }
     shut_down(std::slice::from_mut(&mut node)).await;
 }

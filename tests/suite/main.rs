@@ -20,6 +20,8 @@
 //!   loop.
 //! - `kubernetes`: the EndpointSlice cross-check against a fake API server
 //!   (`shoal` processes: `KUBECONFIG` is per process).
+//! - `limits`: bounded connections (`limits:`) probed over raw TCP, and
+//!   unsigned or read-only peer writes.
 //! - `layering`: imports point down the layers of `src/lib.rs`; external
 //!   crates stay where the design puts them.
 //!
@@ -40,4 +42,5 @@ mod embedded;
 mod gossip;
 mod kubernetes;
 mod layering;
+mod limits;
 mod node;
