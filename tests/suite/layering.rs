@@ -35,6 +35,11 @@ const CRATE_HOMES: &[(&str, &[&str])] = &[
     ("axum", &["http/", "peer/", "wire/", "node/"]),
     // config parses origin URLs with reqwest's URL type.
     ("reqwest", &["peer/", "loader.rs", "node/", "config/"]),
+    // Connections are served, bounded, in one place; rlimit raises the
+    // open-file limit there too.
+    ("hyper", &["node/serve.rs"]),
+    ("hyper_util", &["node/serve.rs"]),
+    ("rlimit", &["node/fd_limit.rs"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {
