@@ -13,7 +13,8 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use super::protocol::{
-    self, NO_STORE_HEADER, PEEK_QUERY, SUCCESSOR_QUERY, TTL_HEADER, VERSION_HEADER,
+    self, GENERATION_HEADER, NO_STORE_HEADER, PEEK_QUERY, SUCCESSOR_QUERY, TTL_HEADER,
+    VERSION_HEADER,
 };
 use crate::cache::{
     Ask, Fresh, HandedOff, HandoffReceipt, LoadError, PeerError, Peers, Value, Version,
@@ -146,9 +147,39 @@ impl HttpPeers {
             .timeout(timeout)
             .build()
             .map_err(|e| self.transport_error_after(e, timeout))?;
-        if let Some(signing) = &self.signing {
-            sign(signing, signing.receiver(to), &mut request);
+        let Some(signing) = &self.signing else {
+            return self.execute(request, timeout).await;
+        };
+        sign(signing, signing.receiver(to), &mut request);
+        let again = request.try_clone();
+        let response = self.execute(request, timeout).await?;
+        // Signed for the run before a restart that membership has not
+        // caught up with: sign once more for the run that answered.
+        let restarted = (response.status() == StatusCode::UNAUTHORIZED)
+            .then(|| {
+                header_str(response.headers(), GENERATION_HEADER)?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .flatten();
+        match (restarted, again) {
+            (Some(generation), Some(mut again)) => {
+                let receiver = Receiver {
+                    addr: to.id,
+                    generation,
+                };
+                sign(signing, receiver, &mut again);
+                self.execute(again, timeout).await
+            }
+            _ => Ok(response),
         }
+    }
+
+    async fn execute(
+        &self,
+        request: reqwest::Request,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, PeerError> {
         self.client
             .execute(request)
             .await

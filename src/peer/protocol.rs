@@ -43,6 +43,10 @@ pub const HANDOFF_SEGMENT: &str = "_handoff";
 pub const TTL_HEADER: &str = "x-shoal-ttl-ms";
 pub const NO_STORE_HEADER: &str = "x-shoal-no-store";
 pub const VERSION_HEADER: &str = "x-shoal-version";
+/// On a 401 for a request signed for an earlier run of the receiver: the
+/// generation the receiver started with, for the sender to sign for once
+/// more (its membership may not have caught up with a restart yet).
+pub const GENERATION_HEADER: &str = "x-shoal-generation";
 
 /// The path of a key on the peer API.
 pub fn path(group: &str, key: &str) -> String {

@@ -30,7 +30,8 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use super::protocol::{
-    self, HANDOFF_SEGMENT, NO_STORE_HEADER, PEEK_QUERY, SUCCESSOR_QUERY, TTL_HEADER, VERSION_HEADER,
+    self, GENERATION_HEADER, HANDOFF_SEGMENT, NO_STORE_HEADER, PEEK_QUERY, SUCCESSOR_QUERY,
+    TTL_HEADER, VERSION_HEADER,
 };
 use crate::cache::{Fetched, Group, Groups, HANDOFF_BATCH_BYTES, Requester, Value};
 use crate::metrics::Metrics;
@@ -124,7 +125,15 @@ async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Nex
             error = %refusal,
             "peer request refused"
         );
-        ApiError::new(ErrorKind::Unauthorized, refusal.to_string()).into_response()
+        let mut response =
+            ApiError::new(ErrorKind::Unauthorized, refusal.to_string()).into_response();
+        if refusal == Refusal::EarlierRun {
+            response.headers_mut().insert(
+                GENERATION_HEADER,
+                HeaderValue::from(auth.verifier.generation()),
+            );
+        }
+        response
     };
     let (parts, body) = request.into_parts();
     // Everything but the body's digest is checked from the headers: a

@@ -117,6 +117,11 @@ impl Verifier {
             })
     }
 
+    /// The generation this node started with.
+    pub(crate) fn generation(&self) -> u64 {
+        self.this.generation
+    }
+
     /// A request signed for another node, or for an earlier run of this
     /// one, is refused: it can only be a replay.
     fn check_receiver(&self, presented: &Presented) -> Result<(), Refusal> {
