@@ -16,8 +16,15 @@
 //! - `cli`: the flags, [`Cli`].
 //! - `host`: [`HostFacts`], what the host says about itself.
 //! - `error`: [`ConfigError`].
-//! - `units`: sizes and durations as written.
+//! - `units`: sizes and durations as written; `boolean`: booleans as
+//!   written (`true`/`false`, nothing else).
+//! - `checks`: [`check`], what start-up needs of a whole [`Config`]
+//!   beyond each field's own checks (ports that do not collide, a
+//!   `max_value` whose entry fits `capacity`), run by `resolve` and again
+//!   by the node for configs built in code.
 
+mod boolean;
+mod checks;
 mod cli;
 mod error;
 mod file;
@@ -32,6 +39,7 @@ mod tests;
 
 use std::time::Duration;
 
+pub use checks::{ENTRY_OVERHEAD, check};
 pub use cli::{Cli, Command, LogFormat};
 pub use error::ConfigError;
 pub use file::{FileConfigText, SwimProfile, read_file};

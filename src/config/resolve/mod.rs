@@ -3,7 +3,8 @@
 //! a time: `node` (name, addresses, ports; and `peer`), `membership` (lone,
 //! fixed peers or gossip seeds; SWIM timings; the Kubernetes cross-check),
 //! `groups`, `churn`. The sections run in that order, and the first error
-//! is the one reported; each names its field.
+//! is the one reported; each names its field. Last, [`super::check`]: what
+//! start-up needs of the whole config (ports, entry sizes).
 
 mod churn;
 mod groups;
@@ -98,9 +99,10 @@ fn resolve_parsed(
         .keyring
         .clone()
         .or(file.security.and_then(|s| s.keyring_file));
-    let (groups, default_group) = groups::resolve(source, file.groups, file.default_group, &peer)?;
+    let (groups, default_group) =
+        groups::resolve(source, file.groups, file.default_group, &peer, node.max_key)?;
 
-    Ok(Config {
+    let config = Config {
         node,
         peer,
         membership,
@@ -109,5 +111,7 @@ fn resolve_parsed(
         groups,
         churn: churn::resolve(file.churn)?,
         log_format: cli.log_format,
-    })
+    };
+    super::check(&config)?;
+    Ok(config)
 }
