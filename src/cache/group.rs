@@ -722,7 +722,11 @@ impl Group {
     }
 
     fn owner_error(&self, owner: &Member, error: PeerError) -> GroupError {
-        self.metrics.peer_errors.inc();
+        // The owner refusing a value too large is the client's error, not a
+        // failure between peers.
+        if !matches!(error, PeerError::ValueTooLarge(_)) {
+            self.metrics.peer_errors.inc();
+        }
         let owner_name = owner.name.clone();
         match error {
             PeerError::Unreachable { detail, .. } => GroupError::OwnerUnreachable {

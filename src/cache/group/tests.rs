@@ -570,6 +570,11 @@ async fn an_owners_refusal_is_a_value_too_large() {
         error,
         GroupError::ValueTooLarge("the entry weighs 9 bytes".into())
     );
+    assert_eq!(
+        group.stats().peer_errors,
+        0,
+        "a client's error, not a peer's"
+    );
 }
 
 // ---------------------------------------------------------------------------
