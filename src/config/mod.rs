@@ -15,7 +15,8 @@
 //! - `file`: the config file as written, and [`read_file`].
 //! - `cli`: the flags, [`Cli`].
 //! - `host`: [`HostFacts`], what the host says about itself.
-//! - `error`: [`ConfigError`].
+//! - `error`: [`ConfigError`]; `lines`: the line a field stands on, for
+//!   errors found after parsing.
 //! - `units`: sizes and durations as written; `boolean`: booleans as
 //!   written (`true`/`false`, nothing else).
 //! - `checks`: [`check`], what start-up needs of a whole [`Config`]
@@ -29,6 +30,7 @@ mod cli;
 mod error;
 mod file;
 mod host;
+mod lines;
 mod resolve;
 mod seed;
 mod types;

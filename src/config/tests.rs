@@ -363,7 +363,7 @@ fn seeds_are_parsed_once_and_bad_ones_name_the_field() {
 }
 
 /// The error for `text` as a config file: it must name `field`, the line
-/// where one is given, and say `says`.
+/// (`None` where the file does not write the field), and say `says`.
 fn refused(text: &str, field: &str, line: Option<u64>, says: &str) -> ConfigError {
     let error = resolve(&cli(&[]), Some(&file(text)), &host()).expect_err(text);
     assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
@@ -372,9 +372,7 @@ fn refused(text: &str, field: &str, line: Option<u64>, says: &str) -> ConfigErro
         Some(PathBuf::from("shoal.yaml")),
         "{text}: {error}"
     );
-    if line.is_some() {
-        assert_eq!(error.line, line, "{text}: {error}");
-    }
+    assert_eq!(error.line, line, "{text}: {error}");
     assert!(error.message.contains(says), "{text}: {error}");
     error
 }
@@ -481,7 +479,7 @@ fn tcp_ports_that_collide_are_named_both() {
             group_with("")
         ),
         "node.ports.admin",
-        None,
+        Some(1),
         "are both 8001",
     );
     // A flag collides as a file setting does.
@@ -535,7 +533,7 @@ fn max_value_must_fit_capacity_with_key_and_overhead() {
     let error = refused(
         &group_with("capacity: 1MiB\n    max_value: 2MiB"),
         "groups.g.max_value",
-        None,
+        Some(5),
         "2097152 bytes does not fit this group's capacity of 1048576 bytes",
     );
     let room = (1 << 20) - DEFAULT_MAX_KEY as u64 - ENTRY_OVERHEAD;
@@ -547,7 +545,7 @@ fn max_value_must_fit_capacity_with_key_and_overhead() {
     refused(
         &group_with("capacity: 1MiB\n    max_value: 1MiB"),
         "groups.g.max_value",
-        None,
+        Some(5),
         "does not fit",
     );
     let text = group_with(&format!("capacity: 1MiB\n    max_value: {room}"));
@@ -557,7 +555,7 @@ fn max_value_must_fit_capacity_with_key_and_overhead() {
     refused(
         &format!("node: {{ max_key: 64KiB }}\n{text}"),
         "groups.g.max_value",
-        None,
+        Some(6),
         "node.max_key, 65536 bytes",
     );
 }
@@ -584,7 +582,7 @@ fn an_unwritten_max_value_is_what_one_entry_can_hold() {
     refused(
         &group_with("capacity: 4KiB"),
         "groups.g.capacity",
-        None,
+        Some(4),
         "cannot hold one entry",
     );
 }

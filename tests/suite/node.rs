@@ -568,7 +568,7 @@ async fn check_config_runs_every_check_start_up_runs() {
         (
             "ports.yaml",
             format!("node: {{ ports: {{ service: 8000, peer: 8000 }} }}\n{group}"),
-            vec!["node.ports.peer", "node.ports.service", "8000"],
+            vec!["line 1", "node.ports.peer", "node.ports.service", "8000"],
         ),
         (
             "missing-keyring.yaml",
@@ -587,7 +587,7 @@ async fn check_config_runs_every_check_start_up_runs() {
             "max-value.yaml",
             "groups:\n  data:\n    capacity: 1MiB\n    max_value: 2MiB\n    loader: { demo: {} }\n"
                 .to_owned(),
-            vec!["groups.data.max_value", "2097152", "1048576"],
+            vec!["line 4", "groups.data.max_value", "2097152", "1048576"],
         ),
         (
             "quoted-bool.yaml",

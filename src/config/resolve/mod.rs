@@ -62,6 +62,9 @@ fn resolve_from(
     let in_file = |mut error: ConfigError| {
         if error.file.is_none() && error.field.as_deref().is_some_and(|f| !f.starts_with('-')) {
             error.file.clone_from(&path);
+            if let (Some(file), Some(field)) = (file, error.field.as_deref()) {
+                error.line = super::lines::line_of(&file.text, field);
+            }
         }
         error
     };
