@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
+use shoal::Node;
 use shoal::config::{self, Cli, Command, Config, ConfigError, HostFacts, LogFormat};
 use tracing::error;
 use tracing_subscriber::EnvFilter;
@@ -47,8 +48,17 @@ fn load(cli: &Cli, file: Option<&Path>) -> Result<Config, ConfigError> {
     config::resolve(cli, file.as_ref(), &HostFacts::detect())
 }
 
+/// Every check the node makes before it serves: the file and flags
+/// resolved, then [`Node::check`] (the whole-config checks and the keyring
+/// file), the same function start-up runs. Binding is left to start-up.
 fn check_config(cli: &Cli, file: &Path) -> ExitCode {
-    match load(cli, Some(file)) {
+    let checked = load(cli, Some(file))
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            Node::check(&config).map_err(|e| e.to_string())?;
+            Ok(config)
+        });
+    match checked {
         Ok(config) => {
             let groups: Vec<&str> = config.groups.keys().map(String::as_str).collect();
             println!("{}: valid; groups: {}", file.display(), groups.join(", "));

@@ -49,6 +49,11 @@ pub enum GroupError {
         /// Why not.
         detail: Arc<str>,
     },
+    /// A PUT whose value this group cannot store: over `max_value`, or an
+    /// entry heavier than the main cache. The text names the sizes and the
+    /// limit (it is a whole sentence).
+    #[error("{0}")]
+    ValueTooLarge(Arc<str>),
     /// A load panicked or was dropped (a bug).
     #[error("the load failed unexpectedly (a bug: see the node's log)")]
     Internal,
@@ -64,6 +69,7 @@ impl GroupError {
             GroupError::PeerTimeout { .. } => ErrorKind::PeerTimeout,
             GroupError::PeerFailure { .. } => ErrorKind::PeerFailure,
             GroupError::OwnerUnreachable { .. } => ErrorKind::OwnerUnreachable,
+            GroupError::ValueTooLarge(_) => ErrorKind::ValueTooLarge,
             GroupError::Internal => ErrorKind::Internal,
         }
     }

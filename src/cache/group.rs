@@ -27,10 +27,11 @@ use super::error::GroupError;
 use super::loader::{DynLoader, LoadError};
 use super::peers::{Ask, PeerError, Peers};
 use super::singleflight::{Role, SingleFlight};
-use super::store::{Store, StoreStats};
+use super::store::{Eviction, Store, StoreStats};
 use super::superseded::Superseded;
 use super::value::{
-    Entry, EntryKind, Fetched, Fresh, Source, Value, hot_ttl, key_digest, owner_ttl, worth_storing,
+    ENTRY_OVERHEAD, Entry, EntryKind, Fetched, Fresh, Source, Value, hot_ttl, key_digest,
+    owner_ttl, weight_of, worth_storing,
 };
 use super::version::{Clock, Version};
 use crate::config::GroupConfig;
@@ -204,8 +205,12 @@ impl Group {
         cluster: Cluster,
         metrics: GroupMetrics,
     ) -> Self {
-        let main = Store::new(config.capacity, metrics.main.clone());
-        let hot = Store::new(config.hot_capacity(), metrics.hot.clone());
+        let main = Store::new(config.capacity, Eviction::Lru, metrics.main.clone());
+        let hot = Store::new(
+            config.hot_capacity(),
+            Eviction::TinyLfu,
+            metrics.hot.clone(),
+        );
         // About one sketch slot per hot entry of 1 KiB.
         let admission =
             HotAdmission::new((config.hot_capacity() / 1024) as usize, HOT_ADMISSION_READS);
@@ -515,12 +520,15 @@ impl Group {
     }
 
     /// Stores a value at its owner, then drops every other node's copies.
+    /// A value the group cannot store is refused here, before it travels,
+    /// and again by the owner (whose answer comes back as the same error).
     pub async fn put(&self, key: &str, value: Value) -> Result<(), GroupError> {
+        self.check_storable(key, &value)?;
         let hash = key_hash(&self.name, key);
         let ring = self.cluster.ring.current();
         let owner = ring.owner_of_hash(hash).cloned();
         let version = match owner.as_ref().filter(|o| o.id != self.self_id()) {
-            None => self.store_as_owner(key, value),
+            None => self.store_as_owner(key, value)?,
             Some(owner) => {
                 let version = self
                     .peers()
@@ -574,8 +582,10 @@ impl Group {
     /// Stores a value as its owner (a PUT from a client or a peer) and
     /// returns the write's version. Loads in flight for the key are
     /// detached, so they cannot overwrite it, and older copies of the key
-    /// are refused from now on.
-    pub fn store_as_owner(&self, key: &str, value: Value) -> Version {
+    /// are refused from now on. A value the main cache cannot hold is an
+    /// error, not a write that silently keeps nothing.
+    pub fn store_as_owner(&self, key: &str, value: Value) -> Result<Version, GroupError> {
+        self.check_storable(key, &value)?;
         let digest = key_digest(key);
         let version = self.cluster.clock.now();
         let entry = Entry::new(
@@ -591,7 +601,40 @@ impl Group {
             self.hot.remove(digest);
         });
         self.forget_flights(digest);
-        version
+        Ok(version)
+    }
+
+    /// Whether a PUT of `value` under `key` can be stored: a value within
+    /// `max_value` whose entry (key, value, content type, per-entry
+    /// overhead) is no heavier than the main cache. The config keeps
+    /// `max_value` within the capacity, so the second refusal is for a
+    /// long content type or a config built in code.
+    fn check_storable(&self, key: &str, value: &Value) -> Result<(), GroupError> {
+        let size = value.bytes.len() as u64;
+        let max_value = self.config.max_value;
+        if size > max_value {
+            return Err(GroupError::ValueTooLarge(
+                format!(
+                    "the value is {size} bytes, larger than group `{}`'s max_value of {max_value} bytes",
+                    self.name
+                )
+                .into(),
+            ));
+        }
+        let weight = weight_of(key, Some(value));
+        let capacity = self.config.capacity;
+        if weight > capacity {
+            return Err(GroupError::ValueTooLarge(
+                format!(
+                    "the entry weighs {weight} bytes (key {} + value {size} + content type {} + {ENTRY_OVERHEAD} overhead), more than group `{}`'s capacity of {capacity} bytes",
+                    key.len(),
+                    value.content_type.as_ref().map_or(0, |t| t.len()),
+                    self.name
+                )
+                .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Drops this node's copies of a key, main and hot, and refuses copies
@@ -679,7 +722,11 @@ impl Group {
     }
 
     fn owner_error(&self, owner: &Member, error: PeerError) -> GroupError {
-        self.metrics.peer_errors.inc();
+        // The owner refusing a value too large is the client's error, not a
+        // failure between peers.
+        if !matches!(error, PeerError::ValueTooLarge(_)) {
+            self.metrics.peer_errors.inc();
+        }
         let owner_name = owner.name.clone();
         match error {
             PeerError::Unreachable { detail, .. } => GroupError::OwnerUnreachable {
@@ -691,6 +738,7 @@ impl Group {
                 after,
             },
             PeerError::Origin(error) => origin_error(error),
+            PeerError::ValueTooLarge(detail) => GroupError::ValueTooLarge(detail.into()),
             PeerError::Failed(detail) => GroupError::PeerFailure {
                 owner: owner_name,
                 detail: detail.into(),

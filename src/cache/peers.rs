@@ -30,6 +30,10 @@ pub enum PeerError {
     Timeout(Duration),
     /// The owner's origin failed; passed on as it is, never retried elsewhere.
     Origin(LoadError),
+    /// The owner refused a PUT's value as too large to store (its
+    /// `value-too-large`, with its message): the client's error, not a
+    /// failure of the owner.
+    ValueTooLarge(String),
     /// Anything else: a broken connection, an error the owner reported, a
     /// reply that does not parse.
     Failed(String),

@@ -6,12 +6,25 @@ use std::time::Duration;
 
 use moka::Expiry;
 use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use super::value::{Entry, Recency};
 use crate::metrics::CacheMetrics;
+
+/// How a full cache makes room for a new entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// Every new entry is kept; the least recently used make room, as in
+    /// groupcache. The main cache's: a PUT answered 204 must be held, and
+    /// moka's TinyLFU would refuse a new key in a cache full of popular ones.
+    Lru,
+    /// moka's TinyLFU: a new entry may be refused in favour of more popular
+    /// ones. The hot cache's: its entries are copies the owner also holds.
+    TinyLfu,
+}
 
 pub struct Store {
     cache: Cache<u128, Arc<Entry>>,
@@ -61,10 +74,15 @@ impl Expiry<u128, Arc<Entry>> for EntryExpiry {
 }
 
 impl Store {
-    pub fn new(capacity: u64, metrics: CacheMetrics) -> Self {
+    pub fn new(capacity: u64, eviction: Eviction, metrics: CacheMetrics) -> Self {
         let evictions = metrics.evictions.clone();
+        let policy = match eviction {
+            Eviction::Lru => EvictionPolicy::lru(),
+            Eviction::TinyLfu => EvictionPolicy::tiny_lfu(),
+        };
         let cache = Cache::builder()
             .max_capacity(capacity)
+            .eviction_policy(policy)
             .weigher(|_digest: &u128, entry: &Arc<Entry>| entry.weight())
             .expire_after(EntryExpiry)
             .eviction_listener(move |_key, _entry, cause| {
@@ -106,6 +124,13 @@ impl Store {
         }
     }
 
+    /// Keeps an entry, unless it is heavier than the whole cache (moka
+    /// would refuse it anyway). The main cache never sees such an entry from
+    /// a PUT: `Group::put` and `Group::store_as_owner` refuse it first, with
+    /// `value-too-large`, so a PUT never answers 204 for what is not kept.
+    /// The hot cache has only `hot_fraction` of the capacity, so a value
+    /// that fits the main cache may not fit it: that is refused silently,
+    /// and rightly, since a hot entry is a copy the owner also holds.
     pub fn insert(&self, digest: u128, entry: Entry) {
         if self.capacity > 0 && u64::from(entry.weight()) <= self.capacity {
             entry.touch(self.recency.second(Instant::now()));
@@ -159,7 +184,7 @@ mod tests {
     use crate::metrics::Metrics;
 
     fn store(capacity: u64) -> Store {
-        Store::new(capacity, Metrics::new().group("g").main)
+        Store::new(capacity, Eviction::Lru, Metrics::new().group("g").main)
     }
 
     fn entry(key: &str, len: usize, ttl: Option<Duration>) -> Entry {
@@ -211,6 +236,41 @@ mod tests {
         assert!(store.get(key_digest("k"), "k", Instant::now()).is_none());
         let stats = store.stats();
         assert_eq!((stats.gets, stats.hits), (2, 1));
+    }
+
+    /// A full cache of often-read entries, then one new entry: kept by the
+    /// main cache's LRU (so a PUT's 204 is true), refused by TinyLFU.
+    fn new_entry_kept_in_a_full_cache_of_popular_ones(eviction: Eviction) -> bool {
+        let weight = 1000 + ENTRY_OVERHEAD + 8;
+        let store = Store::new(10 * weight, eviction, Metrics::new().group("g").main);
+        for i in 0..10 {
+            let key = format!("key-{i:04}");
+            store.insert(key_digest(&key), entry(&key, 1000, None));
+        }
+        for _ in 0..5 {
+            for i in 0..10 {
+                let key = format!("key-{i:04}");
+                store.get(key_digest(&key), &key, Instant::now());
+            }
+        }
+        store.stats();
+        store.insert(key_digest("new-0001"), entry("new-0001", 1000, None));
+        store.stats();
+        store
+            .get(key_digest("new-0001"), "new-0001", Instant::now())
+            .is_some()
+    }
+
+    #[test]
+    fn lru_keeps_every_new_entry_tiny_lfu_may_not() {
+        assert!(new_entry_kept_in_a_full_cache_of_popular_ones(
+            Eviction::Lru
+        ));
+        // What the main cache did before it was LRU: a PUT answered 204
+        // and kept nothing.
+        assert!(!new_entry_kept_in_a_full_cache_of_popular_ones(
+            Eviction::TinyLfu
+        ));
     }
 
     #[test]

@@ -141,10 +141,9 @@ pub enum EntryKind {
     NotFound,
 }
 
-/// Bytes an entry costs beyond its key and value: moka's node, our entry
-/// struct and the map slot, measured roughly. Counting it keeps a cache of
-/// many small values within its capacity too.
-pub const ENTRY_OVERHEAD: u64 = 160;
+/// Bytes an entry costs beyond its key and value. Its home is the config,
+/// which checks that `max_value` leaves room for it.
+pub use crate::config::ENTRY_OVERHEAD;
 
 impl Entry {
     pub fn new(
@@ -202,14 +201,21 @@ impl Entry {
     /// What the entry weighs against the cache's capacity.
     pub fn weight(&self) -> u32 {
         let value = match &self.kind {
-            EntryKind::Found(value) => {
-                value.bytes.len() + value.content_type.as_ref().map_or(0, HeaderValue::len)
-            }
-            EntryKind::NotFound => 0,
+            EntryKind::Found(value) => Some(value),
+            EntryKind::NotFound => None,
         };
-        let total = self.key.len() as u64 + value as u64 + ENTRY_OVERHEAD;
-        u32::try_from(total).unwrap_or(u32::MAX)
+        u32::try_from(weight_of(&self.key, value)).unwrap_or(u32::MAX)
     }
+}
+
+/// What an entry of `key` and `value` (`None`: a remembered 404) weighs:
+/// key, value bytes, content type and [`ENTRY_OVERHEAD`]. The config keeps
+/// the largest a PUT may bring within a `u32`, which moka weighs in.
+pub fn weight_of(key: &str, value: Option<&Value>) -> u64 {
+    let value = value.map_or(0, |value| {
+        value.bytes.len() + value.content_type.as_ref().map_or(0, HeaderValue::len)
+    });
+    key.len() as u64 + value as u64 + ENTRY_OVERHEAD
 }
 
 /// The TTL for a value this node stores as owner: the group's TTL, capped by

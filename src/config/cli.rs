@@ -97,7 +97,7 @@ pub struct Cli {
 /// The binary's subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Validate a config file: exit 0 if it is valid, 2 naming the field at fault.
+    /// Validate a config file with every check start-up makes, the keyring file included: exit 0 if it is valid, 2 naming the field at fault. A port in use is found only by starting (exit 1).
     CheckConfig {
         /// The config file to check.
         #[arg(value_name = "FILE")]

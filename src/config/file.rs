@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ConfigError;
+use super::boolean;
 use super::units::{Size, duration};
 
 /// Reads a config file whole; [`resolve`](super::resolve) parses it.
@@ -93,6 +94,7 @@ pub struct FileDiscovery {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileKubernetes {
+    #[serde(default, deserialize_with = "boolean::strict")]
     pub enabled: Option<bool>,
     pub namespace: Option<String>,
     pub service: Option<String>,
@@ -130,13 +132,16 @@ pub enum SwimProfile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileChurn {
+    #[serde(default, deserialize_with = "boolean::strict")]
     pub previous_owner_lookup: Option<bool>,
     #[serde(default, with = "duration")]
     pub previous_rings_window: Option<Duration>,
     #[serde(default, with = "duration")]
     pub peek_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "boolean::strict")]
     pub handoff: Option<bool>,
     pub handoff_max_bytes: Option<Size>,
+    #[serde(default, deserialize_with = "boolean::strict")]
     pub successor_failover: Option<bool>,
 }
 
@@ -144,6 +149,7 @@ pub struct FileChurn {
 #[serde(deny_unknown_fields)]
 pub struct FileSecurity {
     pub keyring_file: Option<std::path::PathBuf>,
+    #[serde(default, deserialize_with = "boolean::strict")]
     pub insecure: Option<bool>,
 }
 
@@ -158,6 +164,7 @@ pub struct FileGroup {
     pub hot_ttl: Option<Duration>,
     #[serde(default, with = "duration")]
     pub negative_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "boolean::strict")]
     pub read_only: Option<bool>,
     pub max_value: Option<Size>,
     /// Required but where a program embedding shoal gives the loader.
@@ -201,15 +208,18 @@ pub struct ParseFailure {
 /// first error.
 pub fn parse(text: &str) -> Result<FileConfig, ParseFailure> {
     let mut field = None;
-    let parsed = serde_saphyr::with_deserializer_from_str(text, |deserializer| {
-        serde_path_to_error::deserialize(deserializer).map_err(|error| {
-            let path = error.path().to_string();
-            if path != "." && !path.is_empty() {
-                field = Some(path);
-            }
-            error.into_inner()
-        })
-    });
+    // YAML 1.2 booleans only: `yes` and `on` are words, not `true`.
+    let options = serde_saphyr::options! { strict_booleans: true };
+    let parsed =
+        serde_saphyr::with_deserializer_from_str_with_options(text, options, |deserializer| {
+            serde_path_to_error::deserialize(deserializer).map_err(|error| {
+                let path = error.path().to_string();
+                if path != "." && !path.is_empty() {
+                    field = Some(path);
+                }
+                error.into_inner()
+            })
+        });
     parsed.map_err(|error| {
         let line = error.location().map(|location| location.line());
         ParseFailure {

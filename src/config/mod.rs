@@ -15,15 +15,24 @@
 //! - `file`: the config file as written, and [`read_file`].
 //! - `cli`: the flags, [`Cli`].
 //! - `host`: [`HostFacts`], what the host says about itself.
-//! - `error`: [`ConfigError`].
+//! - `error`: [`ConfigError`]; `lines`: the line a field stands on, for
+//!   errors found after parsing.
+//! - `units`: sizes and durations as written; `boolean`: booleans as
+//!   written (`true`/`false`, nothing else).
+//! - `checks`: [`check`], what start-up needs of a whole [`Config`]
+//!   beyond each field's own checks (ports that do not collide, a
+//!   `max_value` whose entry fits `capacity`), run by `resolve` and again
+//!   by the node for configs built in code.
 //! - `limits`: [`LimitsConfig`], the bounds on every connection. Pure.
-//! - `units`: sizes and durations as written.
 
+mod boolean;
+mod checks;
 mod cli;
 mod error;
 mod file;
 mod host;
 mod limits;
+mod lines;
 mod resolve;
 mod seed;
 mod types;
@@ -34,6 +43,7 @@ mod tests;
 
 use std::time::Duration;
 
+pub use checks::{ENTRY_OVERHEAD, check};
 pub use cli::{Cli, Command, LogFormat};
 pub use error::ConfigError;
 pub use file::{FileConfigText, SwimProfile, read_file};

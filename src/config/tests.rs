@@ -363,3 +363,228 @@ fn seeds_are_parsed_once_and_bad_ones_name_the_field() {
     assert_eq!(error.field.as_deref(), Some("discovery.seeds"));
     assert_eq!(error.file, Some(PathBuf::from("shoal.yaml")));
 }
+
+/// The error for `text` as a config file: it must name `field`, the line
+/// (`None` where the file does not write the field), and say `says`.
+fn refused(text: &str, field: &str, line: Option<u64>, says: &str) -> ConfigError {
+    let error = resolve(&cli(&[]), Some(&file(text)), &host()).expect_err(text);
+    assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
+    assert_eq!(
+        error.file,
+        Some(PathBuf::from("shoal.yaml")),
+        "{text}: {error}"
+    );
+    assert_eq!(error.line, line, "{text}: {error}");
+    assert!(error.message.contains(says), "{text}: {error}");
+    error
+}
+
+fn group_with(setting: &str) -> String {
+    format!("groups:\n  g:\n    loader: {{ demo: {{}} }}\n    {setting}\n")
+}
+
+#[test]
+fn booleans_are_true_or_false_and_nothing_else() {
+    for written in [
+        "\"yes\"", "\"true\"", "'false'", "yes", "on", "off", "no", "y", "1",
+    ] {
+        refused(
+            &group_with(&format!("read_only: {written}")),
+            "groups.g.read_only",
+            Some(4),
+            "is not a boolean",
+        );
+    }
+    for (written, meant) in [("true", true), ("false", false), ("True", true)] {
+        let text = group_with(&format!("read_only: {written}"));
+        let config = resolve(&cli(&[]), Some(&file(&text)), &host()).expect(&text);
+        assert_eq!(config.groups["g"].read_only, meant, "{text}");
+    }
+    let every_other_bool = [
+        (
+            "discovery: { seeds: [a], kubernetes: { enabled: \"true\" } }",
+            "discovery.kubernetes.enabled",
+        ),
+        ("churn: { handoff: on }", "churn.handoff"),
+        (
+            "churn: { previous_owner_lookup: 'no' }",
+            "churn.previous_owner_lookup",
+        ),
+        (
+            "churn: { successor_failover: yes }",
+            "churn.successor_failover",
+        ),
+    ];
+    for (section, field) in every_other_bool {
+        let text = format!("{section}\n{}", group_with(""));
+        refused(&text, field, Some(1), "is not a boolean");
+    }
+}
+
+#[test]
+fn sizes_and_durations_that_overflow_are_named_not_clamped() {
+    let cases = [
+        (
+            "capacity: 99999999999999999999TiB",
+            "groups.g.capacity",
+            "larger than any size",
+        ),
+        (
+            "max_value: 18446744073709551616",
+            "groups.g.max_value",
+            "larger than any size",
+        ),
+        (
+            "capacity: 99999999999999999999",
+            "groups.g.capacity",
+            "larger than any size",
+        ),
+        (
+            "ttl: 18446744073709551616ms",
+            "groups.g.ttl",
+            "longer than any duration",
+        ),
+        (
+            "hot_ttl: 99999999999999999999999s",
+            "groups.g.hot_ttl",
+            "longer than any duration",
+        ),
+        (
+            "negative_ttl: 99999999999999999999",
+            "groups.g.negative_ttl",
+            "has no unit",
+        ),
+    ];
+    for (setting, field, says) in cases {
+        refused(&group_with(setting), field, Some(4), says);
+    }
+    refused(
+        &format!("node: {{ drain: 600000000000000h }}\n{}", group_with("")),
+        "node.drain",
+        Some(1),
+        "longer than any duration",
+    );
+}
+
+#[test]
+fn tcp_ports_that_collide_are_named_both() {
+    let error = refused(
+        &format!("node: {{ ports: {{ service: 8000 }} }}\n{}", group_with("")),
+        "node.ports.peer",
+        None,
+        "`node.ports.service` (--service-port) and `node.ports.peer` (--peer-port) are both 8000",
+    );
+    assert!(error.message.contains(":: and ::"), "{error}");
+    refused(
+        &format!(
+            "node: {{ ports: {{ admin: 8001, peer: 8001 }} }}\n{}",
+            group_with("")
+        ),
+        "node.ports.admin",
+        Some(1),
+        "are both 8001",
+    );
+    // A flag collides as a file setting does.
+    let error = resolve(&cli(&["--admin-port", "3000"]), None, &host()).expect_err("collision");
+    assert_eq!(error.field.as_deref(), Some("node.ports.admin"), "{error}");
+    // A wildcard bind covers a specific service address.
+    let args = [
+        "--bind",
+        "0.0.0.0",
+        "--service-bind",
+        "127.0.0.1",
+        "--service-port",
+        "9090",
+    ];
+    let error = resolve(&cli(&args), None, &host()).expect_err("0.0.0.0 covers 127.0.0.1");
+    assert!(error.message.contains("127.0.0.1 and 0.0.0.0"), "{error}");
+}
+
+#[test]
+fn ports_that_do_not_collide_pass() {
+    let cases: [&[&str]; 4] = [
+        // Gossip is UDP: it may share a TCP listener's number.
+        &["--gossip-port", "3000"],
+        // Port 0 asks the OS for a free port each time.
+        &["--service-port", "0", "--admin-port", "0"],
+        // Distinct addresses, distinct port spaces.
+        &[
+            "--bind",
+            "127.0.0.2",
+            "--service-bind",
+            "127.0.0.1",
+            "--service-port",
+            "8000",
+        ],
+        &[
+            "--bind",
+            "::1",
+            "--service-bind",
+            "127.0.0.1",
+            "--service-port",
+            "9090",
+        ],
+    ];
+    for args in cases {
+        resolve(&cli(args), None, &host()).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    }
+}
+
+#[test]
+fn max_value_must_fit_capacity_with_key_and_overhead() {
+    let error = refused(
+        &group_with("capacity: 1MiB\n    max_value: 2MiB"),
+        "groups.g.max_value",
+        Some(5),
+        "2097152 bytes does not fit this group's capacity of 1048576 bytes",
+    );
+    let room = (1 << 20) - DEFAULT_MAX_KEY as u64 - ENTRY_OVERHEAD;
+    assert!(
+        error.message.contains(&format!("at most {room} bytes")),
+        "{error}"
+    );
+    // Equal to the capacity leaves no room for the key and the overhead.
+    refused(
+        &group_with("capacity: 1MiB\n    max_value: 1MiB"),
+        "groups.g.max_value",
+        Some(5),
+        "does not fit",
+    );
+    let text = group_with(&format!("capacity: 1MiB\n    max_value: {room}"));
+    let config = resolve(&cli(&[]), Some(&file(&text)), &host()).expect("fits exactly");
+    assert_eq!(config.groups["g"].max_value, room);
+    // A longer node.max_key leaves less room.
+    refused(
+        &format!("node: {{ max_key: 64KiB }}\n{text}"),
+        "groups.g.max_value",
+        Some(6),
+        "node.max_key, 65536 bytes",
+    );
+}
+
+#[test]
+fn an_unwritten_max_value_is_what_one_entry_can_hold() {
+    let config = resolve(
+        &cli(&[]),
+        Some(&file(&group_with("capacity: 1MiB"))),
+        &host(),
+    )
+    .expect("default max_value");
+    assert_eq!(
+        config.groups["g"].max_value,
+        (1 << 20) - DEFAULT_MAX_KEY as u64 - ENTRY_OVERHEAD
+    );
+    let config = resolve(
+        &cli(&[]),
+        Some(&file(&group_with("capacity: 64MiB"))),
+        &host(),
+    )
+    .expect("default max_value");
+    assert_eq!(config.groups["g"].max_value, DEFAULT_MAX_VALUE);
+    refused(
+        &group_with("capacity: 4KiB"),
+        "groups.g.capacity",
+        Some(4),
+        "cannot hold one entry",
+    );
+}

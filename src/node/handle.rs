@@ -127,7 +127,10 @@ impl GroupHandle {
         self.group.get(key, Requester::Client).await
     }
 
-    /// Stores `value` at the key's owner and drops every other copy.
+    /// Stores `value` at the key's owner and drops every other copy. A
+    /// value the group cannot hold (over `max_value`, or an entry heavier
+    /// than `capacity`) is [`GroupError::ValueTooLarge`], never an `Ok`
+    /// that kept nothing.
     pub async fn put(&self, key: &str, value: Value) -> Result<(), GroupError> {
         self.group.put(key, value).await
     }

@@ -34,7 +34,7 @@ pub use handle::{GroupHandle, NodeHandle};
 pub use listeners::Listeners;
 
 use crate::cache::{DynLoader, Loader};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::discovery::DiscoveryError;
 use crate::security::KeyringError;
 
@@ -55,6 +55,11 @@ pub enum NodeError {
     /// The HTTP client for peers and origins could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    /// The config fails a check start-up makes of the whole of it
+    /// ([`crate::config::check`]): ports that collide, a `max_value` that
+    /// does not fit `capacity`.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     /// The keyring file is missing or malformed.
     #[error("{0}")]
     Keyring(#[from] KeyringError),
@@ -81,7 +86,7 @@ impl NodeError {
     /// the config (as for config errors), else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
-            NodeError::Keyring(_) => 2,
+            NodeError::Keyring(_) | NodeError::Config(_) => 2,
             _ => 1,
         }
     }
@@ -110,6 +115,14 @@ impl NodeError {
 pub enum Node {}
 
 impl Node {
+    /// Runs every check a node makes of `config` before it serves (the
+    /// whole-config checks, the keyring file read and parsed), without
+    /// binding or starting anything: what `shoal check-config` runs.
+    /// Binding (a port in use) is found out only by starting.
+    pub fn check(config: &Config) -> Result<(), NodeError> {
+        start::preflight(config).map(drop)
+    }
+
     /// A node to run with `config`.
     pub fn builder(config: Config) -> NodeBuilder {
         NodeBuilder {
@@ -144,6 +157,8 @@ impl NodeBuilder {
 /// Runs a node on the listeners its config names until `shutdown`
 /// resolves, then shuts it down in order: the `shoal` binary's whole life.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    // Config errors (exit 2) before a port in use (exit 1).
+    Node::check(&config)?;
     let listeners = Listeners::bind(&config)?;
     let node = Node::builder(config).start(listeners).await?;
     shutdown.await;

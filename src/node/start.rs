@@ -48,6 +48,7 @@ pub(super) async fn start(
     listeners: Listeners,
 ) -> Result<NodeHandle, NodeError> {
     install_crypto_provider();
+    let initial_keyring = preflight(&config)?;
     let addrs = listeners.addrs().map_err(|source| NodeError::Bind {
         what: "service",
         addr: std::net::SocketAddr::new(config.node.service_bind, config.node.ports.service),
@@ -64,9 +65,8 @@ pub(super) async fn start(
     let self_id = config.node.member_id();
     let mut background = Background::new();
 
-    let keyring = match &config.keyring_file {
-        Some(path) => {
-            let initial = Keyring::load(path)?;
+    let keyring = match (&config.keyring_file, initial_keyring) {
+        (Some(path), Some(initial)) => {
             info!(path = %path.display(), keys = initial.len(), fingerprints = %initial.fingerprints(), "keyring loaded");
             Some(security::spawn_watch(
                 path.clone(),
@@ -74,7 +74,7 @@ pub(super) async fn start(
                 background.stop.clone(),
             ))
         }
-        None => None,
+        _ => None,
     };
     // A restarted node is a new member: a generation from the clock tells
     // it apart from its earlier self, in gossip and in signed requests.
@@ -230,6 +230,21 @@ pub(super) async fn start(
         background,
         addrs,
     })
+}
+
+/// Everything a node checks of its config before it serves, in one place
+/// so that `shoal check-config` ([`super::Node::check`]) runs the very same:
+/// the whole-config checks of [`crate::config::check`] (ports, entry sizes)
+/// and the keyring file, read and parsed as the node will use it. Returns
+/// the keyring. Binding is not among them: a port in use is found only by
+/// binding it.
+pub(super) fn preflight(config: &Config) -> Result<Option<Keyring>, NodeError> {
+    crate::config::check(config)?;
+    Ok(config
+        .keyring_file
+        .as_deref()
+        .map(Keyring::load)
+        .transpose()?)
 }
 
 fn log_start(config: &Config, listeners: &Listeners, groups: &Groups, authenticated: bool) {

@@ -437,6 +437,7 @@ fn reported_error(
         Ok(ErrorKind::OriginNotFound) => PeerError::Origin(LoadError::NotFound),
         Ok(ErrorKind::OriginFailure) => PeerError::Origin(LoadError::Failure(message)),
         Ok(ErrorKind::OriginTimeout) => PeerError::Origin(LoadError::Timeout(origin_timeout)),
+        Ok(ErrorKind::ValueTooLarge) => PeerError::ValueTooLarge(message),
         _ => PeerError::Failed(format!("answered {status} {kind}: {message}")),
     }
 }
@@ -479,6 +480,14 @@ mod tests {
         assert_eq!(
             reported(StatusCode::GATEWAY_TIMEOUT, "origin-timeout"),
             PeerError::Origin(LoadError::Timeout(Duration::from_secs(2)))
+        );
+    }
+
+    #[test]
+    fn a_refused_value_is_the_owners_refusal() {
+        assert_eq!(
+            reported(StatusCode::PAYLOAD_TOO_LARGE, "value-too-large"),
+            PeerError::ValueTooLarge("why".to_owned())
         );
     }
 

@@ -319,11 +319,13 @@ async fn store(
         Ok(bytes) => bytes,
         Err(error) => return error.group(group.name()).key(&key).into_response(),
     };
-    let version = group.store_as_owner(
+    match group.store_as_owner(
         &key,
         Value::new(bytes, headers.get(header::CONTENT_TYPE).cloned()),
-    );
-    with_version(version)
+    ) {
+        Ok(version) => with_version(version),
+        Err(error) => ApiError::from_group(&error, group.name(), &key).into_response(),
+    }
 }
 
 async fn remove(

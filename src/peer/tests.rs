@@ -427,8 +427,10 @@ async fn signed_bodies_are_read_within_the_groups_max_value() {
         .expect("a value at max_value is stored");
     let too_large = Value::new(Bytes::from(vec![b'x'; MAX_VALUE as usize + 1]), None);
     match peers.store(&server.member, "g", "k", &too_large).await {
-        Err(PeerError::Failed(message)) => assert!(message.contains("413"), "{message}"),
-        other => panic!("expected a 413, got {other:?}"),
+        Err(PeerError::ValueTooLarge(message)) => {
+            assert!(message.contains("max_value"), "{message}")
+        }
+        other => panic!("expected the owner's value-too-large, got {other:?}"),
     }
 }
 

@@ -294,3 +294,55 @@ async fn a_lone_node_on_port_zero_reports_where_it_listens() {
     assert_eq!(response.status(), 200);
     node.shutdown().await;
 }
+
+/// The embedding API's writes are as honest as the service port's: a value
+/// the group cannot store is an error, and a config built in code gets the
+/// checks a config file gets, when the node starts.
+#[tokio::test]
+async fn a_put_the_group_cannot_store_is_an_error_and_so_is_a_config_that_allows_one() {
+    let ip = ADDRS.next();
+    let yaml = format!(
+        "node: {{ bind: {ip}, advertise: {ip}, drain: 0s }}\ngroups: {{ g: {{ capacity: 1MiB, max_value: 4KiB }} }}"
+    );
+    let config = Config::from_yaml(&yaml).expect("config");
+    let node = Node::builder(config.clone())
+        .loader("g", Counting::default())
+        .start(listeners_on(ip).await)
+        .await
+        .expect("start");
+    let group = node.group("g").expect("configured");
+    match group.put("k", Value::new(vec![b'x'; 4097], None)).await {
+        Err(GroupError::ValueTooLarge(message)) => {
+            assert!(message.contains("4097 bytes"), "{message}")
+        }
+        other => panic!("expected value-too-large, got {other:?}"),
+    }
+    let got = group.get("k").await.expect("get");
+    assert_eq!(got.source, Source::Origin, "the refused put stored nothing");
+    group
+        .put("k", Value::new(vec![b'x'; 4096], None))
+        .await
+        .expect("a value of max_value bytes");
+    assert_eq!(group.get("k").await.expect("get").source, Source::Main);
+    node.shutdown().await;
+
+    let mut allows_too_much = config;
+    if let Some(g) = allows_too_much.groups.get_mut("g") {
+        g.max_value = 2 << 20;
+    }
+    match Node::builder(allows_too_much)
+        .loader("g", Counting::default())
+        .start(listeners_on(ADDRS.next()).await)
+        .await
+    {
+        Err(NodeError::Config(error)) => {
+            assert_eq!(
+                error.field.as_deref(),
+                Some("groups.g.max_value"),
+                "{error}"
+            )
+        }
+        Err(other) => panic!("another error: {other}"),
+        Ok(_) => panic!("a node started with a max_value over its capacity"),
+    }
+}

@@ -233,6 +233,15 @@ async fn read_only_groups_and_value_limits() {
                 origin.url_template("ro")
             ),
         ),
+        // The largest max_value an 8 KiB cache takes: a 4 KiB key, the
+        // value and 160 bytes of overhead make exactly 8 KiB.
+        (
+            "small".into(),
+            format!(
+                "{{ capacity: 8KiB, max_value: 3936, loader: {{ http: {{ url: \"{}\" }} }} }}",
+                origin.url_template("small")
+            ),
+        ),
     ];
     let node = Node::start_lone(ADDRS.next(), &config).await;
 
@@ -267,6 +276,46 @@ async fn read_only_groups_and_value_limits() {
         got.text(),
         "origin:too-big",
         "the refused PUT stored nothing"
+    );
+
+    // Within max_value, but with its Content-Type the entry outweighs the
+    // whole cache: once a 204 that stored nothing, now a 413 saying why.
+    let long_key = "k".repeat(4096);
+    let path = format!("/small/{long_key}");
+    let heavy = http_client()
+        .put(node.service_url(&path))
+        .header("content-type", "text/plain")
+        .body(vec![b'v'; 3936])
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(heavy.status(), 413);
+    assert_eq!(heavy.headers()["x-shoal-error"], "value-too-large");
+    let body: serde_json::Value =
+        serde_json::from_slice(&heavy.bytes().await.expect("body")).expect("a JSON error");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("weighs 8202 bytes") && message.contains("capacity of 8192 bytes"),
+        "names the sizes and the limit: {body}"
+    );
+    let got = node.get(&path).await;
+    assert_eq!(
+        got.source(),
+        Some("origin"),
+        "the refused PUT stored nothing"
+    );
+    let exact = node.put(&path, vec![b'v'; 3936]).await;
+    assert_eq!(
+        exact.status,
+        204,
+        "an entry of exactly the capacity: {}",
+        exact.text()
+    );
+    let got = node.get(&path).await;
+    assert_eq!(
+        (got.source(), got.body.len()),
+        (Some("main"), 3936),
+        "and it is held"
     );
     assert_eq!(origin.count("fits"), 0);
 }
@@ -504,6 +553,71 @@ async fn check_config_validates_only() {
     assert_eq!(status.code(), Some(0));
     assert!(stdout.contains(env!("CARGO_PKG_VERSION")), "{stdout}");
     assert_eq!(origin.total(), 0, "check-config loads nothing");
+}
+
+/// Configs that `check-config` used to pass and the node then refused at
+/// start: check-config now runs the same checks, and exits 2 naming the
+/// file, the line or the field; the node refuses them with 2 before it binds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_runs_every_check_start_up_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let group = "groups:\n  data:\n    loader: { demo: {} }\n";
+    let missing = dir.path().join("no-such-keyring");
+    let malformed = write(&dir, "keyring", "# rotated 2024\nc2hvcnQ=\n");
+    let cases = [
+        (
+            "ports.yaml",
+            format!("node: {{ ports: {{ service: 8000, peer: 8000 }} }}\n{group}"),
+            vec!["line 1", "node.ports.peer", "node.ports.service", "8000"],
+        ),
+        (
+            "missing-keyring.yaml",
+            format!(
+                "security: {{ keyring_file: {} }}\n{group}",
+                missing.display()
+            ),
+            vec!["no-such-keyring"],
+        ),
+        (
+            "bad-keyring.yaml",
+            format!("security: {{ keyring_file: {malformed} }}\n{group}"),
+            vec!["keyring", "line 2", "32 bytes"],
+        ),
+        (
+            "max-value.yaml",
+            "groups:\n  data:\n    capacity: 1MiB\n    max_value: 2MiB\n    loader: { demo: {} }\n"
+                .to_owned(),
+            vec!["line 4", "groups.data.max_value", "2097152", "1048576"],
+        ),
+        (
+            "quoted-bool.yaml",
+            format!("{group}    read_only: \"yes\"\n"),
+            vec!["groups.data.read_only", "line 4", "not a boolean"],
+        ),
+    ];
+    for (name, text, says) in cases {
+        let file = write(&dir, name, &text);
+        let (status, stdout, stderr) = run_to_exit(&["check-config", &file], EXIT).await;
+        assert_eq!(
+            status.code(),
+            Some(2),
+            "{name}: stdout {stdout} stderr {stderr}"
+        );
+        for part in &says {
+            assert!(stderr.contains(part), "{name}: names {part}: {stderr}");
+        }
+    }
+
+    // The node itself refuses the colliding ports with 2, before it binds
+    // anything (a port in use would be 1).
+    let ip = ADDRS.next().to_string();
+    let (status, _, stderr) = run_to_exit(
+        &["--bind", &ip, "--advertise", &ip, "--admin-port", "8000"],
+        EXIT,
+    )
+    .await;
+    assert_eq!(status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("--admin-port"), "names the flag: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

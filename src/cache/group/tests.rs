@@ -10,6 +10,7 @@ use futures::FutureExt;
 
 use super::*;
 use crate::config::{GroupConfig, LoaderConfig};
+use crate::error_kind::ErrorKind;
 use crate::metrics::Metrics;
 
 const ME: &str = "10.0.0.1:8000";
@@ -493,6 +494,89 @@ async fn a_put_for_an_owned_key_drops_the_other_nodes_copies() {
     assert_eq!(peers.removed(), vec![id(OTHER)]);
 }
 
+/// A put the group cannot store is an error naming the sizes and the limit,
+/// never an `Ok` that keeps nothing; nothing is stored and no copies dropped.
+#[tokio::test(start_paused = true)]
+async fn a_put_that_cannot_be_stored_is_refused() {
+    // Built in code, so no config check stands between: a max_value above
+    // the capacity, as the config file used to allow.
+    let config = GroupConfig {
+        capacity: 10_000,
+        max_value: 20_000,
+        ..config(10_000, None)
+    };
+    let peers = FakePeers::unused();
+    let group = group_with(config, Arc::clone(&peers));
+    let key = keys_owned_by(ME, 1).remove(0);
+
+    let heavier_than_the_cache = Value::new(vec![b'x'; 15_000], None);
+    let error = group
+        .put(&key, heavier_than_the_cache.clone())
+        .await
+        .expect_err("heavier than the cache");
+    assert_eq!(error.kind(), ErrorKind::ValueTooLarge);
+    let message = error.to_string();
+    assert!(
+        message.contains("15000") && message.contains("capacity of 10000 bytes"),
+        "{message}"
+    );
+    assert!(
+        group.store_as_owner(&key, heavier_than_the_cache).is_err(),
+        "the owner's own path refuses it too"
+    );
+
+    let over_max_value = Value::new(vec![b'x'; 20_001], None);
+    let error = group
+        .put(&key, over_max_value)
+        .await
+        .expect_err("over max_value");
+    assert!(
+        error
+            .to_string()
+            .contains("20001 bytes, larger than group `g`'s max_value of 20000 bytes"),
+        "{error}"
+    );
+
+    // Refused before it travels: for a key another node owns too.
+    let theirs = keys_owned_by(OTHER, 1).remove(0);
+    let error = group
+        .put(&theirs, Value::new(vec![b'x'; 15_000], None))
+        .await
+        .expect_err("refused before it travels");
+    assert_eq!(error.kind(), ErrorKind::ValueTooLarge);
+
+    assert_eq!(group.stats().main.items, 0, "nothing was stored");
+    assert!(peers.removed().is_empty(), "no copies were dropped");
+
+    // What fits is stored.
+    group
+        .put(&key, Value::new(vec![b'x'; 9_000], None))
+        .await
+        .expect("fits");
+    assert_eq!(source(&group, &key).await, Source::Main);
+}
+
+/// The owner's refusal of a PUT comes back as the same error, not as a
+/// failure of the owner.
+#[tokio::test(start_paused = true)]
+async fn an_owners_refusal_is_a_value_too_large() {
+    let peers = FakePeers::unused();
+    let group = group(Arc::clone(&peers));
+    let error = group.owner_error(
+        &member(OTHER),
+        PeerError::ValueTooLarge("the entry weighs 9 bytes".into()),
+    );
+    assert_eq!(
+        error,
+        GroupError::ValueTooLarge("the entry weighs 9 bytes".into())
+    );
+    assert_eq!(
+        group.stats().peer_errors,
+        0,
+        "a client's error, not a peer's"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Churn: previous owners, successors, versions, handoff
 
@@ -626,7 +710,9 @@ async fn a_handoff_never_undoes_a_delete_or_a_newer_copy() {
     // Deleted before the handoff arrives.
     group.delete(&keys[0]).await.expect("delete");
     // Stored here by a PUT (a newer version than the handed-off copy).
-    group.store_as_owner(&keys[1], Value::new("put", None));
+    group
+        .store_as_owner(&keys[1], Value::new("put", None))
+        .expect("stored");
     let receipt = group.accept_handoff(vec![
         handed(&keys[0], "old", 1, None),
         handed(&keys[1], "old", 1, None),
@@ -744,7 +830,9 @@ async fn a_leaving_node_hands_its_entries_to_their_next_owners() {
     let ring = setup.ring();
     let keys = keys_owned_on(&ring, ME, 20);
     for key in &keys {
-        group.store_as_owner(key, Value::new(format!("v-{key}"), None));
+        group
+            .store_as_owner(key, Value::new(format!("v-{key}"), None))
+            .expect("stored");
     }
     tokio::time::advance(Duration::from_secs(1)).await;
     let next = ring.without(&id(ME));

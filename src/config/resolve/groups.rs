@@ -10,7 +10,7 @@ use super::Source;
 use crate::config::file::{FileGroup, FileLoader};
 use crate::config::{
     ConfigError, DEFAULT_CAPACITY, DEFAULT_DEMO_DELAY, DEFAULT_HOT_FRACTION, DEFAULT_HOT_TTL,
-    DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_VALUE, DEMO_GROUP, GroupConfig, LoaderConfig,
+    DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_VALUE, DEMO_GROUP, ENTRY_OVERHEAD, GroupConfig, LoaderConfig,
     MAX_VALUE_LIMIT, PeerConfig, UrlTemplate,
 };
 
@@ -21,6 +21,7 @@ pub(super) fn resolve(
     groups: Option<BTreeMap<String, FileGroup>>,
     default_group: Option<String>,
     peer: &PeerConfig,
+    max_key: usize,
 ) -> Result<(BTreeMap<String, GroupConfig>, Option<String>), ConfigError> {
     let (groups, default_group) = match (from, groups) {
         (Source::Flags, _) => (demo_groups(), Some(DEMO_GROUP.to_owned())),
@@ -31,7 +32,7 @@ pub(super) fn resolve(
             ));
         }
         (Source::Embedded, None) => (BTreeMap::new(), default_group),
-        (from, Some(groups)) => (resolve_groups(groups, from)?, default_group),
+        (from, Some(groups)) => (resolve_groups(groups, from, max_key)?, default_group),
     };
     if groups.is_empty() && from != Source::Embedded {
         return Err(ConfigError::field("groups", "define at least one group"));
@@ -108,11 +109,12 @@ fn validate_group_name(name: &str) -> Result<(), String> {
 fn resolve_groups(
     groups: BTreeMap<String, FileGroup>,
     from: Source,
+    max_key: usize,
 ) -> Result<BTreeMap<String, GroupConfig>, ConfigError> {
     let mut resolved = BTreeMap::new();
     for (name, group) in groups {
         validate_group_name(&name).map_err(|m| ConfigError::field(format!("groups.{name}"), m))?;
-        let config = resolve_group(&name, group, from)?;
+        let config = resolve_group(&name, group, from, max_key)?;
         resolved.insert(name, config);
     }
     Ok(resolved)
@@ -122,7 +124,12 @@ fn nonzero(duration: Option<Duration>) -> Option<Duration> {
     duration.filter(|d| !d.is_zero())
 }
 
-fn resolve_group(name: &str, group: FileGroup, from: Source) -> Result<GroupConfig, ConfigError> {
+fn resolve_group(
+    name: &str,
+    group: FileGroup,
+    from: Source,
+    max_key: usize,
+) -> Result<GroupConfig, ConfigError> {
     let field = |suffix: &str| format!("groups.{name}.{suffix}");
     let capacity = group.capacity.map_or(DEFAULT_CAPACITY, |s| s.0);
     if capacity == 0 {
@@ -135,7 +142,19 @@ fn resolve_group(name: &str, group: FileGroup, from: Source) -> Result<GroupConf
             format!("{hot_fraction} is not between 0 and 1"),
         ));
     }
-    let max_value = group.max_value.map_or(DEFAULT_MAX_VALUE, |s| s.0);
+    // Unwritten, max_value is 1MiB, or what one entry can hold in a
+    // smaller cache: its key and overhead come off the capacity.
+    // `config::check` refuses a written one that does not fit.
+    let room = capacity.saturating_sub(max_key as u64 + ENTRY_OVERHEAD);
+    if group.max_value.is_none() && room == 0 {
+        return Err(ConfigError::field(
+            field("capacity"),
+            format!(
+                "{capacity} bytes cannot hold one entry: a key (up to node.max_key, {max_key} bytes) and {ENTRY_OVERHEAD} bytes of overhead come before the value"
+            ),
+        ));
+    }
+    let max_value = group.max_value.map_or(DEFAULT_MAX_VALUE.min(room), |s| s.0);
     if max_value == 0 || max_value > MAX_VALUE_LIMIT {
         return Err(ConfigError::field(
             field("max_value"),

@@ -2,8 +2,10 @@
 //! by clap) and the [`HostFacts`] to a validated [`Config`], one section at
 //! a time: `node` (name, addresses, ports; and `peer`), `membership` (lone,
 //! fixed peers or gossip seeds; SWIM timings; the Kubernetes cross-check),
-//! `security` (a keyring, or knowingly none), `limits`, `groups`, `churn`. The sections run in that order, and the first error
-//! is the one reported; each names its field.
+//! `security` (a keyring, or knowingly none), `limits`, `groups`, `churn`.
+//! The sections run in that order, and the first error is the one
+//! reported; each names its field. Last, [`super::check`]: what
+//! start-up needs of the whole config (ports, entry sizes).
 
 mod churn;
 mod groups;
@@ -62,6 +64,9 @@ fn resolve_from(
     let in_file = |mut error: ConfigError| {
         if error.file.is_none() && error.field.as_deref().is_some_and(|f| !f.starts_with('-')) {
             error.file.clone_from(&path);
+            if let (Some(file), Some(field)) = (file, error.field.as_deref()) {
+                error.line = super::lines::line_of(&file.text, field);
+            }
         }
         error
     };
@@ -100,9 +105,10 @@ fn resolve_parsed(
     let insecure = cli.insecure || security.insecure.unwrap_or(false);
     security::require_keyring(&node, &membership, keyring_file.is_some(), insecure)?;
     let limits = super::limits::resolve(file.limits.unwrap_or_default())?;
-    let (groups, default_group) = groups::resolve(source, file.groups, file.default_group, &peer)?;
+    let (groups, default_group) =
+        groups::resolve(source, file.groups, file.default_group, &peer, node.max_key)?;
 
-    Ok(Config {
+    let config = Config {
         node,
         peer,
         membership,
@@ -113,5 +119,7 @@ fn resolve_parsed(
         groups,
         churn: churn::resolve(file.churn)?,
         log_format: cli.log_format,
-    })
+    };
+    super::check(&config)?;
+    Ok(config)
 }
