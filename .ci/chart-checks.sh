@@ -282,7 +282,9 @@ for line in open(f"{d}/index.tsv"):
     check(config["discovery"]["seeds"] == ["shoal-gossip.default.svc.cluster.local."], name, "seed name")
     check(("kubernetes" in config["discovery"]) == on("kubernetesDiscovery.enabled"), name, "discovery.kubernetes block")
     check((config["node"].get("service_bind") == "127.0.0.1") == (mode == "sidecar"), name, "service_bind")
-    check(("security" in config) == (o.get("keyring.enabled") != "false"), name, "security block")
+    keyed = o.get("keyring.enabled") != "false"
+    check(("keyring_file" in config["security"]) == keyed, name, "security.keyring_file")
+    check(config["security"].get("insecure", False) == (not keyed), name, "security.insecure without a keyring")
     # churn: the values' map verbatim, and no section at all by default.
     want_churn = {k[len("churn."):]: v for k, v in o.items() if k.startswith("churn.")}
     got_churn = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.get("churn", {}).items()}

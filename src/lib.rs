@@ -50,13 +50,15 @@
 //!
 //! - `node`: the wiring. [`Node::builder`] → [`NodeHandle`]; the membership
 //!   source (fixed or gossip, one struct), rings from membership, the
-//!   ordered shutdown. The only module that joins the others.
+//!   ordered shutdown, and serving each TCP port under `limits:`
+//!   (connection caps, head, idle and body timeouts; the open-file limit
+//!   raised). The only module that joins the others.
 //! - `http`: the service API (apps, port 3000) and the admin API (metrics,
 //!   health, members, ring, stats; port 9090), on axum.
 //! - `peer`: the node-to-node API (port 8000): its wire format, the reqwest
 //!   client the cache uses, and the axum server that answers.
 //! - `wire`: what those two faces share: the JSON error response, the
-//!   header names, body reading.
+//!   header names, body reading under a deadline.
 //! - `loader`: the built-in loaders, [`DemoLoader`] and HTTP origins.
 //! - `membership`: who is in the cluster, published as snapshots: a fixed
 //!   list, or SWIM gossip (foca, driven by one task; identities, timings,
@@ -77,7 +79,8 @@
 //!   gossip [`config::Seed`]. Pure but for reading the file.
 //! - `metrics`: the Prometheus registry and pre-labelled handles.
 //! - `security`: the keyring, sealed gossip packets and signed peer
-//!   requests.
+//!   requests (bound to their receiver, verified from the headers before
+//!   the body is read).
 //! - `error_kind`: the one enum of error kinds both HTTP faces answer with
 //!   (its wire word, HTTP status and metric label); `error_chain`: walking
 //!   an error's causes.

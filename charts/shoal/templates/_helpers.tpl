@@ -171,9 +171,12 @@ membership:
 churn:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- if .Values.keyring.enabled }}
 security:
+{{- if .Values.keyring.enabled }}
   keyring_file: /etc/shoal/keyring/keyring
+{{- else }}
+  # keyring.enabled=false: gossip and the peer API unauthenticated, knowingly.
+  insecure: true
 {{- end }}
 {{- if .Values.groups }}
 {{- with .Values.defaultGroup }}
