@@ -144,6 +144,8 @@ def idle_flood():
             socks.append(socket.create_connection((IP, SERVICE), timeout=2))
         except OSError:
             break
+    # Let the node accept what it will before the probe asks.
+    time.sleep(2)
     seconds = healthz_seconds()
     for s in socks:
         s.close()
