@@ -211,6 +211,7 @@ async fn run(lan: &Lan, settings: &Settings) -> Result<(), String> {
         records: &records,
         faults: &faults,
         max_rss: &max_rss,
+        lingering: &fleet.lingering(),
         verdict: &verdict,
     });
     eprintln!("{text}");

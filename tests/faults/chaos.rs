@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{RngExt, SeedableRng};
 
-use crate::fleet::Fleet;
+use crate::fleet::{Convergence, Fleet};
 use crate::network::{PacketLoss, Partition};
 use crate::origin::FaultOrigin;
 use crate::settings::{CONVERGE_DEADLINE, EXIT_DEADLINE};
@@ -62,7 +62,7 @@ pub struct Fault {
     /// When membership had converged after it (or the deadline passed).
     pub settled: Duration,
     /// How long convergence took after the heal; `None`: it did not.
-    pub convergence: Option<Duration>,
+    pub convergence: Option<Convergence>,
 }
 
 /// One episode's main fault: (kind, number of nodes for a partition).

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use crate::chaos::Fault;
 use crate::checker::Verdict;
+use crate::fleet::{Problem, SUSPECT_LINGER};
 use crate::load::Record;
 use crate::settings::{
     FAULT_BOUND, HOT_TTL, LOADER_TIMEOUT, QUIET_BOUND, RSS_LIMIT_KIB, Settings, TTL,
@@ -21,6 +23,7 @@ pub struct Run<'a> {
     pub records: &'a [Record],
     pub faults: &'a [Fault],
     pub max_rss: &'a [(IpAddr, u64)],
+    pub lingering: &'a [Problem],
     pub verdict: &'a Verdict,
 }
 
@@ -63,7 +66,10 @@ pub fn render(run: &Run) -> String {
     }
     for f in run.faults {
         let converged = f.convergence.map_or("did not converge".into(), |c| {
-            format!("converged in {}", secs(c))
+            let alive = c
+                .alive
+                .map_or("a suspect lingered".into(), |a| secs(c.ring + a));
+            format!("on every ring in {}, all alive in {alive}", secs(c.ring))
         });
         let _ = writeln!(
             w,
@@ -74,16 +80,33 @@ pub fn render(run: &Run) -> String {
             f.detail
         );
     }
-    let times: Vec<_> = run.faults.iter().filter_map(|f| f.convergence).collect();
-    if let Some(max) = times.iter().max() {
-        let mean =
-            times.iter().sum::<std::time::Duration>() / u32::try_from(times.len()).unwrap_or(1);
+    let rings: Vec<Duration> = run
+        .faults
+        .iter()
+        .filter_map(|f| f.convergence)
+        .map(|c| c.ring)
+        .collect();
+    let alive: Vec<Duration> = run
+        .faults
+        .iter()
+        .filter_map(|f| f.convergence)
+        .filter_map(|c| c.alive.map(|a| c.ring + a))
+        .collect();
+    if let (Some(ring), Some(all)) = (rings.iter().max(), alive.iter().max()) {
         let _ = writeln!(
             w,
-            "membership convergence after a heal or restart: max {}, mean {}",
-            secs(*max),
-            secs(mean)
+            "membership convergence after a heal or restart: on every ring max {}, all alive max {}",
+            secs(*ring),
+            secs(*all)
         );
+    }
+    let _ = writeln!(
+        w,
+        "suspect entries that outlived convergence by {SUSPECT_LINGER:?} (not violations: a membership issue, see BENCHMARKS.md): {}",
+        run.lingering.len()
+    );
+    for l in run.lingering.iter().take(SHOWN) {
+        let _ = writeln!(w, "  at {}: {}", secs(l.at), l.detail);
     }
 
     let top = run.max_rss.iter().map(|(_, kib)| *kib).max().unwrap_or(0);
