@@ -51,8 +51,8 @@ enum View {
 }
 
 /// How long a suspect entry may outlive ring convergence before it is
-/// noted (a known foca-driver issue: a suspicion learnt by gossip, whose
-/// prober's timer is gone, is neither refuted nor timed out).
+/// noted: after a short partition a node can keep a member suspect for
+/// tens of seconds, an issue this suite found (BENCHMARKS.md, "Faults").
 pub const SUSPECT_LINGER: Duration = Duration::from_secs(10);
 
 struct Slot {
