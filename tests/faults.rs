@@ -17,7 +17,7 @@
 //!   the read ended;
 //! - the invalidation bound. While every node runs and reaches every
 //!   other, a PUT or DELETE reaches every node's copies by gossip
-//!   dissemination: a read that starts more than 2 s after the write was
+//!   dissemination: a read that starts more than 3 s after the write was
 //!   acknowledged never sees a value made before the write. Under a
 //!   partition, packet loss or a stopped node, the invalidation may never
 //!   reach some node (gossip does not replay it after a heal), so the

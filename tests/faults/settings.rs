@@ -24,7 +24,7 @@ pub const KEYS: usize = 40;
 /// gossip dissemination of the invalidation (fast SWIM profile: a gossip
 /// round every 100 ms, each update sent several times), with room for a
 /// busy machine.
-pub const QUIET_BOUND: Duration = Duration::from_secs(2);
+pub const QUIET_BOUND: Duration = Duration::from_secs(3);
 /// The bound when a partition, packet loss or a stopped node may have kept
 /// the invalidation from some node: every copy there lives at most `TTL`
 /// from when it was stored (hot copies at most `HOT_TTL`, and never longer
