@@ -16,6 +16,8 @@ pub(crate) const MAX_SENDER_LEN: usize = 255;
 
 const CONTEXT: &[u8] = b"shoal-peer-request-v1";
 const SIGNATURE_LEN: usize = 32;
+/// What a present but empty Content-Type signs as (see [`canonical`]).
+const EMPTY_CONTENT_TYPE: &[u8] = b"\0";
 
 /// What a signature covers besides its own timestamp, nonce and sender.
 #[derive(Debug, Clone, Copy)]
@@ -128,11 +130,19 @@ pub(super) fn canonical(
     let timestamp = timestamp.to_string();
     let nonce = nonce_hex(nonce);
     let body_digest = hex::encode(Sha256::digest(request.body));
+    // An empty Content-Type is stored and served as one, so it must not
+    // sign as an absent one: it signs as a NUL byte, which no header value
+    // can hold (found by the peer_request fuzz target).
+    let content_type = match request.content_type {
+        None => &b""[..],
+        Some(b"") => EMPTY_CONTENT_TYPE,
+        Some(content_type) => content_type,
+    };
     let fields: [&[u8]; 8] = [
         CONTEXT,
         request.method.as_bytes(),
         request.path_and_query.as_bytes(),
-        request.content_type.unwrap_or_default(),
+        content_type,
         timestamp.as_bytes(),
         nonce.as_bytes(),
         sender.as_bytes(),
@@ -146,4 +156,32 @@ pub(super) fn canonical(
         text.extend_from_slice(field);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(content_type: Option<&[u8]>) -> RequestParts<'_> {
+        RequestParts {
+            method: "PUT",
+            path_and_query: "/_shoal/v1/heavy/Zm9v",
+            content_type,
+            body: b"the value",
+        }
+    }
+
+    /// Found by the peer_request fuzz target: a request signed without a
+    /// Content-Type verified with an empty one added (and the value was then
+    /// served with an empty type), and the other way round.
+    #[test]
+    fn an_empty_content_type_is_not_an_absent_one() {
+        let absent = canonical(&parts(None), 1, 2, "a");
+        let empty = canonical(&parts(Some(b"")), 1, 2, "a");
+        let text = canonical(&parts(Some(b"text/plain")), 1, 2, "a");
+        assert_ne!(absent, empty);
+        assert_ne!(absent, text);
+        assert_ne!(empty, text);
+        assert!(HeaderValue::from_bytes(EMPTY_CONTENT_TYPE).is_err());
+    }
 }
