@@ -51,6 +51,10 @@
 //! - `node`: the wiring. [`Node::builder`] → [`NodeHandle`]; the membership
 //!   source (fixed or gossip, one struct), rings from membership, the
 //!   ordered shutdown. The only module that joins the others.
+//! - `fuzzing` (feature `fuzzing`, hidden): the fuzz targets' entry points
+//!   under `fuzz/`, which run bytes through the parsers below (gossip
+//!   datagrams, signed peer requests, service routes, config files) and
+//!   check their invariants; and the corpora's seeds.
 //! - `http`: the service API (apps, port 3000) and the admin API (metrics,
 //!   health, members, ring, stats; port 9090), on axum.
 //! - `peer`: the node-to-node API (port 8000): its wire format, the reqwest
@@ -88,6 +92,9 @@ pub mod discovery;
 mod cache;
 mod error_chain;
 mod error_kind;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod loader;
 mod membership;

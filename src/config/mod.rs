@@ -37,6 +37,8 @@ pub use error::ConfigError;
 pub use file::{FileConfigText, SwimProfile, read_file};
 pub use host::HostFacts;
 pub use resolve::resolve;
+#[cfg(feature = "fuzzing")]
+pub(crate) use resolve::resolve_embedded;
 pub use seed::{Seed, SeedError, SeedHost};
 pub use types::{
     ChurnConfig, Config, GossipConfig, GroupConfig, KubernetesConfig, LoaderConfig,
