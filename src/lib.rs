@@ -53,6 +53,10 @@
 //!   ordered shutdown, and serving each TCP port under `limits:`
 //!   (connection caps, head, idle and body timeouts; the open-file limit
 //!   raised). The only module that joins the others.
+//! - `fuzzing` (feature `fuzzing`, hidden): the fuzz targets' entry points
+//!   under `fuzz/`, which run bytes through the parsers below (gossip
+//!   datagrams, signed peer requests, service routes, config files) and
+//!   check their invariants; and the corpora's seeds.
 //! - `http`: the service API (apps, port 3000) and the admin API (metrics,
 //!   health, members, ring, stats; port 9090), on axum.
 //! - `peer`: the node-to-node API (port 8000): its wire format, the reqwest
@@ -91,6 +95,9 @@ pub mod discovery;
 mod cache;
 mod error_chain;
 mod error_kind;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod loader;
 mod membership;

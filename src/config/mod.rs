@@ -50,6 +50,8 @@ pub use file::{FileConfigText, SwimProfile, read_file};
 pub use host::HostFacts;
 pub use limits::{ConnectionCaps, LimitsConfig};
 pub use resolve::resolve;
+#[cfg(feature = "fuzzing")]
+pub(crate) use resolve::resolve_embedded;
 pub use seed::{Seed, SeedError, SeedHost};
 pub use types::{
     ChurnConfig, Config, GossipConfig, GroupConfig, KubernetesConfig, LoaderConfig,

@@ -43,8 +43,9 @@ pub fn parse(path: &str, max_key: usize) -> Result<Route<'_>, ApiError> {
 /// Decodes and checks a key as the service and admin APIs accept it.
 pub fn parse_key(raw: &str, max_key: usize) -> Result<Cow<'_, str>, ApiError> {
     // An encoded key is never shorter than the key, so this check also
-    // spares decoding giant paths.
-    if raw.len() > max_key * 3 {
+    // spares decoding giant paths. Saturating: `node.max_key` may be any
+    // size up to u64::MAX (found by the service_route fuzz target).
+    if raw.len() > max_key.saturating_mul(3) {
         return Err(key_too_long(max_key));
     }
     let key = decode(raw, "key")?;
@@ -131,5 +132,17 @@ mod tests {
             Some(StatusCode::URI_TOO_LONG)
         );
         assert!(parse(&format!("/heavy/{}", "k".repeat(16)), 16).is_ok());
+    }
+
+    /// Found by the service_route fuzz target: a `node.max_key` above a
+    /// third of `usize::MAX` overflowed the encoded-length check.
+    #[test]
+    fn the_largest_key_limits_do_not_overflow() {
+        for max_key in [usize::MAX, usize::MAX / 3 + 1] {
+            assert_eq!(
+                parse("/heavy/foo", max_key).ok(),
+                Some(key(Some("heavy"), "foo"))
+            );
+        }
     }
 }

@@ -31,13 +31,13 @@ use crate::security::{self, Keyring};
 
 /// Associated data for sealed gossip: a packet sealed for another purpose
 /// (or another protocol version) never opens as gossip.
-const GOSSIP_LABEL: &[u8] = b"shoal-gossip-v1";
+pub(crate) const GOSSIP_LABEL: &[u8] = b"shoal-gossip-v1";
 /// A datagram this large cannot be ours; reading one more byte tells.
 const RECEIVE_BUFFER: usize = MAX_DATAGRAM + 1;
 /// Kernel receive buffer asked for the gossip socket.
 const RECEIVE_SOCKET_BUFFER: usize = 4 << 20;
 
-type FocaInstance = Foca<NodeId, PostcardCodec, StdRng, InvalidationHandler>;
+pub(super) type FocaInstance = Foca<NodeId, PostcardCodec, StdRng, InvalidationHandler>;
 
 pub struct GossipSettings {
     pub identity: NodeId,
@@ -70,11 +70,7 @@ impl Gossip {
         invalidations: mpsc::UnboundedSender<Invalidation>,
     ) -> std::io::Result<Self> {
         let socket = bind_udp(settings.bind)?;
-        let max_packet = if settings.keyring.is_some() {
-            MAX_DATAGRAM - security::SEAL_OVERHEAD
-        } else {
-            MAX_DATAGRAM
-        };
+        let max_packet = max_packet(settings.keyring.is_some());
         let config = foca_config(&settings.swim, 1, max_packet);
         let rng = StdRng::from_rng(&mut rand::rng());
         let foca = Foca::with_custom_broadcast(
@@ -226,36 +222,15 @@ impl Driver {
     /// and counted, never a panic.
     fn receive(&mut self, datagram: &[u8], from: SocketAddr) {
         self.metrics.gossip_packet("in", datagram.len());
-        if datagram.len() > MAX_DATAGRAM {
-            self.metrics.gossip_rejected("oversized");
-            return;
-        }
-        let opened;
-        let payload = match &self.keyring {
-            Some(keyring) => {
-                let keyring = Arc::clone(&keyring.borrow());
-                match security::open(&keyring, GOSSIP_LABEL, datagram) {
-                    Ok(plain) => {
-                        opened = plain;
-                        &opened[..]
-                    }
-                    Err(error) => {
-                        self.metrics.gossip_rejected(error.reason());
-                        debug!(%from, %error, "gossip packet refused");
-                        return;
-                    }
-                }
-            }
-            None => datagram,
-        };
-        if let Err(error) = self.foca.handle_data(payload, &mut self.runtime) {
-            let reason = match error {
-                foca::Error::DataFromOurselves => "from-ourselves",
-                foca::Error::DataTooBig => "oversized",
-                _ => "malformed",
-            };
-            self.metrics.gossip_rejected(reason);
-            debug!(%from, %error, "gossip packet dropped");
+        let keyring = self.keyring.as_ref().map(|k| Arc::clone(&k.borrow()));
+        if let Err(dropped) = take_datagram(
+            &mut self.foca,
+            &mut self.runtime,
+            keyring.as_deref(),
+            datagram,
+        ) {
+            self.metrics.gossip_rejected(dropped.reason());
+            debug!(%from, error = %dropped, "gossip packet dropped");
         }
     }
 
@@ -386,6 +361,70 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
+}
+
+/// Why a received datagram was dropped. [`Dropped::reason`] is its metric
+/// label.
+#[derive(Debug)]
+pub(super) enum Dropped {
+    Oversized,
+    Unsealed(security::seal::OpenError),
+    Undecoded(foca::Error),
+}
+
+impl Dropped {
+    pub(super) fn reason(&self) -> &'static str {
+        match self {
+            Dropped::Oversized | Dropped::Undecoded(foca::Error::DataTooBig) => "oversized",
+            Dropped::Unsealed(error) => error.reason(),
+            Dropped::Undecoded(foca::Error::DataFromOurselves) => "from-ourselves",
+            Dropped::Undecoded(_) => "malformed",
+        }
+    }
+}
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dropped::Oversized => write!(f, "larger than {MAX_DATAGRAM} bytes"),
+            Dropped::Unsealed(error) => error.fmt(f),
+            Dropped::Undecoded(error) => error.fmt(f),
+        }
+    }
+}
+
+/// The largest packet foca may write: a datagram, less the seal's bytes
+/// when packets are sealed.
+pub(super) fn max_packet(sealed: bool) -> usize {
+    if sealed {
+        MAX_DATAGRAM - security::SEAL_OVERHEAD
+    } else {
+        MAX_DATAGRAM
+    }
+}
+
+/// Hands one datagram, as it came off the socket, to foca: the size check,
+/// the seal (when there is a keyring), then foca's decoder. Free of the
+/// socket so the fuzz targets run exactly this.
+pub(super) fn take_datagram(
+    foca: &mut FocaInstance,
+    runtime: &mut AccumulatingRuntime<NodeId>,
+    keyring: Option<&Keyring>,
+    datagram: &[u8],
+) -> Result<(), Dropped> {
+    if datagram.len() > MAX_DATAGRAM {
+        return Err(Dropped::Oversized);
+    }
+    let opened;
+    let payload = match keyring {
+        Some(keyring) => {
+            opened = security::open(keyring, GOSSIP_LABEL, datagram).map_err(Dropped::Unsealed)?;
+            &opened[..]
+        }
+        None => datagram,
+    };
+    foca.handle_data(payload, runtime)
+        .map_err(Dropped::Undecoded)
 }
 
 fn far_future() -> Instant {

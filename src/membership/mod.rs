@@ -5,6 +5,8 @@
 //! pure parts. This module does not know the cache.
 
 mod driver;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod identity;
 mod invalidation;
 mod swim;

@@ -7,7 +7,7 @@
 //! shoal-peer-request-v2
 //! {method}
 //! {path and query, as sent}
-//! {content-type header, empty if none}
+//! {content-type header, empty if none, a NUL byte if present but empty}
 //! {timestamp: unix seconds, decimal}
 //! {nonce: 128 random bits, 32 lowercase hex digits}
 //! {sender}

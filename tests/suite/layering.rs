@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, top first. A module may import only modules of later layers.
 const LAYERS: &[&[&str]] = &[
-    &["node"],
+    &["node", "fuzzing"],
     &["http", "peer"],
     &["wire"],
     &["loader"],

@@ -22,6 +22,8 @@ pub(crate) const MAX_SENDER_LEN: usize = 255;
 const CONTEXT: &[u8] = b"shoal-peer-request-v2";
 const DIGEST_LEN: usize = 32;
 const SIGNATURE_LEN: usize = 32;
+/// What a present but empty Content-Type signs as (see [`canonical`]).
+const EMPTY_CONTENT_TYPE: &[u8] = b"\0";
 
 /// What a signature covers besides its own timestamp, nonce, sender and
 /// receiver: the request as the signer sends it.
@@ -227,11 +229,19 @@ pub(super) struct Covered<'a> {
 pub(super) fn canonical(request: &RequestHead<'_>, covered: &Covered<'_>) -> Vec<u8> {
     let timestamp = covered.timestamp.to_string();
     let nonce = nonce_hex(covered.nonce);
+    // An empty Content-Type is stored and served as one, so it must not
+    // sign as an absent one: it signs as a NUL byte, which no header value
+    // can hold (found by the peer_request fuzz target).
+    let content_type = match request.content_type {
+        None => &b""[..],
+        Some(b"") => EMPTY_CONTENT_TYPE,
+        Some(content_type) => content_type,
+    };
     let fields: [&[u8]; 9] = [
         CONTEXT,
         request.method.as_bytes(),
         request.path_and_query.as_bytes(),
-        request.content_type.unwrap_or_default(),
+        content_type,
         timestamp.as_bytes(),
         nonce.as_bytes(),
         covered.sender.as_bytes(),
@@ -246,4 +256,42 @@ pub(super) fn canonical(request: &RequestHead<'_>, covered: &Covered<'_>) -> Vec
         text.extend_from_slice(field);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(content_type: Option<&[u8]>) -> RequestHead<'_> {
+        RequestHead {
+            method: "PUT",
+            path_and_query: "/_shoal/v1/heavy/Zm9v",
+            content_type,
+        }
+    }
+
+    fn text(content_type: Option<&[u8]>) -> Vec<u8> {
+        let covered = Covered {
+            timestamp: 1,
+            nonce: 2,
+            sender: "a",
+            receiver: "10.0.0.9:8000#1",
+            body_digest: "00",
+        };
+        canonical(&head(content_type), &covered)
+    }
+
+    /// Found by the peer_request fuzz target: a request signed without a
+    /// Content-Type verified with an empty one added (and the value was then
+    /// served with an empty type), and the other way round.
+    #[test]
+    fn an_empty_content_type_is_not_an_absent_one() {
+        let absent = text(None);
+        let empty = text(Some(b""));
+        let text = text(Some(b"text/plain"));
+        assert_ne!(absent, empty);
+        assert_ne!(absent, text);
+        assert_ne!(empty, text);
+        assert!(HeaderValue::from_bytes(EMPTY_CONTENT_TYPE).is_err());
+    }
 }
