@@ -620,7 +620,11 @@ sys.stdout.write(config)' "$1"
 }
 check_config() { # name, render file
   configmap_config "$2" >"$WORK/$1.config.yaml"
-  POD_NAME=shoal-0 POD_IP=10.0.0.7 "$SHOAL" check-config "$WORK/$1.config.yaml"
+  # check-config reads the keyring as start-up does; the pod's Secret mount
+  # is not on this host, so the documented keyring stands in (the mount
+  # path itself is checked against the Secret's volume above).
+  POD_NAME=shoal-0 POD_IP=10.0.0.7 SHOAL_KEYRING=$WORK/keyring/keyring \
+    "$SHOAL" check-config "$WORK/$1.config.yaml"
 }
 check_config daemonset "$WORK/renders/m0.yaml"
 check_config deployment "$WORK/renders/m64.yaml"
@@ -730,8 +734,9 @@ ok "in the image: $version"
 mkdir -p "$WORK/config"
 cp "$WORK/daemonset.config.yaml" "$WORK/config/shoal.yaml"
 POD_IP=10.0.0.7 buildah run --isolation chroot --env POD_NAME=shoal-0 --env POD_IP=10.0.0.7 \
-  -v "$WORK/config:/etc/shoal/config:ro" "$BUILDAH_CTR" -- /shoal check-config /etc/shoal/config/shoal.yaml
-ok "in the image: check-config on the ConfigMap's file at the chart's mount path"
+  -v "$WORK/config:/etc/shoal/config:ro" -v "$WORK/keyring:/etc/shoal/keyring:ro" \
+  "$BUILDAH_CTR" -- /shoal check-config /etc/shoal/config/shoal.yaml
+ok "in the image: check-config on the ConfigMap's file and the keyring, at the chart's mount paths"
 "$PY" - <<EOF
 import json, subprocess
 c = json.loads(subprocess.check_output(["buildah", "inspect", "--type", "image", "$BUILDAH_IMG"]))["OCIv1"]["config"]

@@ -80,7 +80,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use libtest_mimic::{Arguments, Completion, Trial};
 use tokio_util::sync::CancellationToken;
 
 use chaos::Chaos;
@@ -103,36 +102,7 @@ const NAME: &str = "faults.shoal.test";
 const WATCH_EVERY: Duration = Duration::from_millis(200);
 
 fn main() {
-    let args = Arguments::from_args();
-    let missing = netns::missing();
-    let required = ci();
-    let skipped = missing.is_some() && !required;
-    if skipped && !args.list {
-        eprintln!(
-            "fault suite skipped: {}; it needs root, iproute2 and iptables \
-             (with CI set, this is a failure)",
-            missing.as_deref().unwrap_or_default()
-        );
-    }
-    let trial = Trial::ignorable_test(TEST, move || match missing {
-        None => {
-            nothing_is_lost();
-            Ok(Completion::Completed)
-        }
-        Some(what) if required => Err(format!(
-            "CI must run the fault suite, but {what}: \
-             .ci/run installs iproute2 and iptables and runs as root"
-        )
-        .into()),
-        Some(what) => Ok(Completion::ignored_with(format!("skipped: {what}"))),
-    })
-    .with_ignored_flag(args.list && skipped);
-    libtest_mimic::run(&args, vec![trial]).exit();
-}
-
-/// Whether this is a CI run (`CI` set, and not to `false` or `0`).
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+    netns::run_root_test(TEST, "fault suite", nothing_is_lost)
 }
 
 fn nothing_is_lost() {

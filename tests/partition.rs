@@ -25,11 +25,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Completion, Trial};
-
 use common::{Cluster, Config, Node, NodeSpec, Origin, WAIT, keyring_file, poll_until};
 use dns::DnsServer;
-use netns::{Host, Lan};
+use netns::{Lan, Partition};
 
 const TEST: &str = "partitioned_halves_split_then_merge_when_it_heals";
 /// Names the namespaces (`shoalpt-…`), the root namespace's link and the
@@ -43,37 +41,11 @@ const SLOW_WAIT: Duration = Duration::from_secs(60);
 const KEYS: usize = 100;
 
 fn main() {
-    let args = Arguments::from_args();
-    let missing = netns::missing();
-    let required = ci();
-    let skipped = missing.is_some() && !required;
-    if skipped && !args.list {
-        eprintln!(
-            "partition test skipped: {}; it needs root, iproute2 and iptables \
-             (with CI set, this is a failure)",
-            missing.as_deref().unwrap_or_default()
-        );
-    }
-    let trial = Trial::ignorable_test(TEST, move || match missing {
-        None => {
-            partitioned_halves_split_then_merge_when_it_heals();
-            Ok(Completion::Completed)
-        }
-        Some(what) if required => Err(format!(
-            "CI must run the partition test, but {what}: \
-             .ci/run installs iproute2 and iptables and runs as root"
-        )
-        .into()),
-        Some(what) => Ok(Completion::ignored_with(format!("skipped: {what}"))),
-    })
-    // A listing (`--list`, as cargo-nextest asks) shows the skip too.
-    .with_ignored_flag(args.list && skipped);
-    libtest_mimic::run(&args, vec![trial]).exit();
-}
-
-/// Whether this is a CI run (`CI` set, and not to `false` or `0`).
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+    netns::run_root_test(
+        TEST,
+        "partition test",
+        partitioned_halves_split_then_merge_when_it_heals,
+    )
 }
 
 fn partitioned_halves_split_then_merge_when_it_heals() {
@@ -227,44 +199,4 @@ async fn ring_members(node: &Node) -> usize {
         .find_map(|line| line.strip_prefix("shoal_ring_members "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(usize::MAX)
-}
-
-/// Every packet between two sets of hosts dropped, by rules in each host's
-/// own INPUT and OUTPUT chains. Not healed on drop: after a panic the
-/// namespaces, rules and all, are deleted with the [`Lan`].
-struct Partition<'a> {
-    rules: Vec<(&'a Host, [String; 5])>,
-}
-
-impl<'a> Partition<'a> {
-    fn cut(left: &'a [Host], right: &'a [Host]) -> Self {
-        let mut rules = Vec::new();
-        for (side, other) in [(left, right), (right, left)] {
-            for host in side {
-                for peer in other {
-                    let ip = peer.ip.to_string();
-                    for (chain, flag) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
-                        rules.push((host, [chain, flag, &ip, "-j", "DROP"].map(str::to_owned)));
-                    }
-                }
-            }
-        }
-        let partition = Self { rules };
-        partition.apply("-I");
-        partition
-    }
-
-    /// Deletes every rule `cut` added.
-    fn heal(self) {
-        self.apply("-D");
-    }
-
-    /// Runs `iptables <op> <rule>` for every rule.
-    fn apply(&self, op: &str) {
-        for (host, rule) in &self.rules {
-            let mut args = vec![op];
-            args.extend(rule.iter().map(String::as_str));
-            host.iptables(&args);
-        }
-    }
 }

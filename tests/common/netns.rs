@@ -316,3 +316,85 @@ fn remove_leftovers(tag: &str) {
         }
     }
 }
+
+/// Runs one test that needs root, iproute2 and iptables as a libtest-mimic
+/// binary's whole `main`: where they are missing it is reported as ignored,
+/// saying what is missing, unless `CI` is set, where that is a failure (CI,
+/// as root, installs both). `what` names the test in those messages.
+pub fn run_root_test(name: &'static str, what: &'static str, test: fn()) -> ! {
+    use libtest_mimic::{Arguments, Completion, Trial};
+
+    let args = Arguments::from_args();
+    let missing = missing();
+    let required = ci();
+    let skipped = missing.is_some() && !required;
+    if skipped && !args.list {
+        eprintln!(
+            "{what} skipped: {}; it needs root, iproute2 and iptables \
+             (with CI set, this is a failure)",
+            missing.as_deref().unwrap_or_default()
+        );
+    }
+    let trial = Trial::ignorable_test(name, move || match missing {
+        None => {
+            test();
+            Ok(Completion::Completed)
+        }
+        Some(missing) if required => Err(format!(
+            "CI must run the {what}, but {missing}: \
+             .ci/run installs iproute2 and iptables and runs as root"
+        )
+        .into()),
+        Some(missing) => Ok(Completion::ignored_with(format!("skipped: {missing}"))),
+    })
+    // A listing (`--list`, as cargo-nextest asks) shows the skip too.
+    .with_ignored_flag(args.list && skipped);
+    libtest_mimic::run(&args, vec![trial]).exit()
+}
+
+/// Whether this is a CI run (`CI` set, and not to `false` or `0`).
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Every packet between two sets of hosts dropped, by rules in each host's
+/// own INPUT and OUTPUT chains; [`Partition::heal`] deletes them. Not
+/// healed on drop: after a panic the namespaces, rules and all, are
+/// deleted with the [`Lan`].
+pub struct Partition {
+    rules: Vec<(Host, [String; 5])>,
+}
+
+impl Partition {
+    pub fn cut(left: &[Host], right: &[Host]) -> Self {
+        let mut rules = Vec::new();
+        for (side, other) in [(left, right), (right, left)] {
+            for host in side {
+                for peer in other {
+                    let ip = peer.ip.to_string();
+                    for (chain, flag) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
+                        let rule = [chain, flag, &ip, "-j", "DROP"].map(str::to_owned);
+                        rules.push((host.clone(), rule));
+                    }
+                }
+            }
+        }
+        let partition = Self { rules };
+        partition.apply("-I");
+        partition
+    }
+
+    /// Deletes every rule `cut` added.
+    pub fn heal(self) {
+        self.apply("-D");
+    }
+
+    /// Runs `iptables <op> <rule>` for every rule.
+    fn apply(&self, op: &str) {
+        for (host, rule) in &self.rules {
+            let mut args = vec![op];
+            args.extend(rule.iter().map(String::as_str));
+            host.iptables(&args);
+        }
+    }
+}

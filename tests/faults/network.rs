@@ -4,44 +4,7 @@
 //! cut off, as in a cluster where apps still reach their local node.
 
 use crate::netns::Host;
-
-/// Every packet between `isolated` and the other hosts dropped, by rules in
-/// each side's INPUT and OUTPUT chains. [`Partition::heal`] deletes them.
-pub struct Partition {
-    rules: Vec<(Host, Vec<String>)>,
-}
-
-impl Partition {
-    pub fn cut(isolated: &[Host], rest: &[Host]) -> Self {
-        let mut rules = Vec::new();
-        for (side, other) in [(isolated, rest), (rest, isolated)] {
-            for host in side {
-                for peer in other {
-                    let ip = peer.ip.to_string();
-                    for (chain, flag) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
-                        let rule = [chain, flag, &ip, "-j", "DROP"].map(str::to_owned);
-                        rules.push((host.clone(), rule.to_vec()));
-                    }
-                }
-            }
-        }
-        let partition = Self { rules };
-        partition.apply("-I");
-        partition
-    }
-
-    pub fn heal(self) {
-        self.apply("-D");
-    }
-
-    fn apply(&self, op: &str) {
-        for (host, rule) in &self.rules {
-            let mut args = vec![op];
-            args.extend(rule.iter().map(String::as_str));
-            host.iptables(&args);
-        }
-    }
-}
+pub use crate::netns::Partition;
 
 /// A share of the packets arriving at every host's `eth0` dropped at
 /// random (`-m statistic --mode random`), until [`PacketLoss::end`].
