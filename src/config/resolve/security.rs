@@ -32,8 +32,10 @@ pub(super) fn require_keyring(
     let Some((field, ip)) = exposed else {
         return Ok(());
     };
+    // The file's field, so that an error from a config file names the file
+    // (the fuzz target `config` found it named none).
     Err(ConfigError::field(
-        "--keyring",
+        "security.keyring_file",
         format!(
             "no keyring, and `{field}` is {ip}, not a loopback address: anyone who can reach \
              this node's peer and gossip ports could read, overwrite and delete any value and \
@@ -84,11 +86,29 @@ mod tests {
             ][..],
         ] {
             let error = run(args).expect_err("no keyring");
-            assert_eq!(error.field.as_deref(), Some("--keyring"), "{args:?}");
+            assert_eq!(
+                error.field.as_deref(),
+                Some("security.keyring_file"),
+                "{args:?}"
+            );
             let text = error.to_string();
             assert!(text.contains("--insecure"), "{text}");
             assert!(text.contains("head -c 32 /dev/urandom | base64"), "{text}");
         }
+    }
+
+    #[test]
+    fn from_a_config_file_the_refusal_names_the_file() {
+        let cli = Cli::try_parse_from(["shoal"]).expect("valid flags");
+        let file = crate::config::FileConfigText {
+            path: "shoal.yaml".into(),
+            text: "discovery: { seeds: [s] }\ngroups: { g: { loader: { demo: {} } } }\n".into(),
+        };
+        let error = resolve(&cli, Some(&file), &host()).expect_err("no keyring");
+        assert!(
+            error.to_string().starts_with("config file shoal.yaml"),
+            "{error}"
+        );
     }
 
     #[test]
