@@ -18,9 +18,7 @@ use crate::peer::client::{Generations, HttpPeers};
 use crate::peer::protocol;
 use crate::peer::server::{self, PeerState};
 use crate::ring::{Member, Ring, Rings};
-use crate::security::signing::wire::{
-    DIGEST_HEADER, NONCE_HEADER, RECEIVER_HEADER, SENDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
-};
+use crate::security::signing::wire::HEADERS;
 use crate::security::{Keyring, Receiver, RequestParts, Signer, ThisNode, unix_now};
 use bytes::Bytes;
 use tokio::net::TcpListener;
@@ -395,14 +393,7 @@ async fn replays_skew_and_tampering_are_refused() {
 
     // Every header present but garbled.
     let mut request = signed_request(&http, &server, reqwest::Method::GET, "k", b"", unix_now());
-    for name in [
-        TIMESTAMP_HEADER,
-        NONCE_HEADER,
-        SENDER_HEADER,
-        RECEIVER_HEADER,
-        DIGEST_HEADER,
-        SIGNATURE_HEADER,
-    ] {
+    for name in HEADERS {
         request
             .headers_mut()
             .insert(name, http::HeaderValue::from_static("?"));

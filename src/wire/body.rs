@@ -155,27 +155,17 @@ mod tests {
         })
     }
 
-    /// A body that sends one byte, then nothing, ever.
-    fn trickle() -> (
-        Body,
-        tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
-    ) {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let stream = tokio_stream_from(rx);
-        (Body::new(stream), tx)
-    }
+    type Frames = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>;
 
-    fn tokio_stream_from(
-        rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, std::io::Error>>,
-    ) -> http_body_util::StreamBody<
-        futures::stream::BoxStream<'static, Result<Frame<Bytes>, std::io::Error>>,
-    > {
+    /// A body whose frames the test sends, when it likes.
+    fn trickle() -> (Body, Frames) {
         use futures::StreamExt;
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let frames = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         })
         .boxed();
-        http_body_util::StreamBody::new(stream)
+        (Body::new(http_body_util::StreamBody::new(frames)), tx)
     }
 
     #[tokio::test(start_paused = true)]

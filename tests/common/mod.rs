@@ -58,7 +58,7 @@ pub use keyring::keyring_file;
 #[allow(unused_imports)]
 pub use node::{ADMIN_PORT, Node, NodeSpec, PEER_PORT, READY_TIMEOUT, SERVICE_PORT, parse_ip};
 #[allow(unused_imports)]
-pub use origin::{HANG, Origin, SLOW, Seen};
+pub use origin::{HANG, Origin, SLOW, Seen, serve_origin};
 #[allow(unused_imports)]
 pub use process::{run_to_exit, shoal_command, shoal_command_wrapped};
 #[allow(unused_imports)]

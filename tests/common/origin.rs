@@ -78,13 +78,7 @@ impl Origin {
         let app = Router::new()
             .fallback(origin_handler)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
-            .await
-            .expect("bind the origin");
-        let addr = listener.local_addr().expect("origin address");
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("origin server");
-        });
+        let (addr, task) = serve_origin(ip, app).await;
         Self { addr, state, task }
     }
 
@@ -214,4 +208,16 @@ async fn origin_handler(State(state): State<Arc<OriginState>>, request: Request)
     } else {
         plain(StatusCode::OK, format!("origin:{key}"))
     }
+}
+
+/// Serves an origin's `app` on `ip`, on a port of its own.
+pub async fn serve_origin(ip: IpAddr, app: Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
+        .await
+        .expect("bind the origin");
+    let addr = listener.local_addr().expect("origin address");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("origin server");
+    });
+    (addr, task)
 }

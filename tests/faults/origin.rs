@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Request, State};
 
-use crate::common::pct_decode;
+use crate::common::{pct_decode, serve_origin};
 use crate::timeline::Clock;
 use crate::value::{ORIGIN, Sequence, Stamp};
 
@@ -47,13 +47,7 @@ impl FaultOrigin {
             produced: Mutex::new(HashMap::new()),
         });
         let app = Router::new().fallback(load).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
-            .await
-            .expect("bind the origin");
-        let addr = listener.local_addr().expect("origin address");
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("origin server");
-        });
+        let (addr, task) = serve_origin(ip, app).await;
         Self { addr, shared, task }
     }
 

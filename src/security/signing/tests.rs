@@ -5,8 +5,8 @@ use proptest::prelude::*;
 
 use super::verifier::MAX_SKEW;
 use super::wire::{
-    DIGEST_HEADER, MAX_SENDER_LEN, NONCE_HEADER, RECEIVER_HEADER, SENDER_HEADER, SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
+    DIGEST_HEADER, HEADERS, MAX_SENDER_LEN, NONCE_HEADER, RECEIVER_HEADER, SENDER_HEADER,
+    SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
 use super::*;
 use crate::security::Keyring;
@@ -28,15 +28,6 @@ const TO_THIS: Receiver = Receiver {
     addr: THIS.addr,
     generation: THIS.generation,
 };
-/// Every signature header.
-const HEADERS: [&str; 6] = [
-    TIMESTAMP_HEADER,
-    NONCE_HEADER,
-    SENDER_HEADER,
-    RECEIVER_HEADER,
-    DIGEST_HEADER,
-    SIGNATURE_HEADER,
-];
 
 fn verifier() -> Verifier {
     Verifier::for_node(THIS)

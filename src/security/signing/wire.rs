@@ -16,6 +16,16 @@ pub const SENDER_HEADER: &str = "x-shoal-sender";
 pub const RECEIVER_HEADER: &str = "x-shoal-receiver";
 pub const DIGEST_HEADER: &str = "x-shoal-content-sha256";
 pub const SIGNATURE_HEADER: &str = "x-shoal-signature";
+/// Every signature header, as tests forge or drop them.
+#[cfg(test)]
+pub(crate) const HEADERS: [&str; 6] = [
+    TIMESTAMP_HEADER,
+    NONCE_HEADER,
+    SENDER_HEADER,
+    RECEIVER_HEADER,
+    DIGEST_HEADER,
+    SIGNATURE_HEADER,
+];
 /// The longest sender id accepted.
 pub(crate) const MAX_SENDER_LEN: usize = 255;
 
