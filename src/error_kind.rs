@@ -64,11 +64,15 @@ pub enum ErrorKind {
     RequestTimeout,
     /// A connection past the port's `limits.max_connections`.
     TooManyConnections,
+    /// The group's `max_concurrent_loads` are busy and its queue is full.
+    OriginOverloaded,
+    /// The group's circuit breaker is open after a run of origin failures.
+    OriginCircuitOpen,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 22] = [
+    pub const ALL: [ErrorKind; 24] = [
         ErrorKind::OriginNotFound,
         ErrorKind::OriginFailure,
         ErrorKind::OriginTimeout,
@@ -91,6 +95,8 @@ impl ErrorKind {
         ErrorKind::EmptyRing,
         ErrorKind::RequestTimeout,
         ErrorKind::TooManyConnections,
+        ErrorKind::OriginOverloaded,
+        ErrorKind::OriginCircuitOpen,
     ];
 
     /// The kind as the `x-shoal-error` header and metric labels spell it.
@@ -118,6 +124,8 @@ impl ErrorKind {
             ErrorKind::EmptyRing => "empty-ring",
             ErrorKind::RequestTimeout => "request-timeout",
             ErrorKind::TooManyConnections => "too-many-connections",
+            ErrorKind::OriginOverloaded => "origin-overloaded",
+            ErrorKind::OriginCircuitOpen => "origin-circuit-open",
         }
     }
 
@@ -142,7 +150,9 @@ impl ErrorKind {
             ErrorKind::Draining
             | ErrorKind::Starting
             | ErrorKind::EmptyRing
-            | ErrorKind::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            | ErrorKind::TooManyConnections
+            | ErrorKind::OriginOverloaded
+            | ErrorKind::OriginCircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::OriginTimeout | ErrorKind::PeerTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -230,7 +240,9 @@ mod tests {
                 | ErrorKind::Starting
                 | ErrorKind::EmptyRing
                 | ErrorKind::RequestTimeout
-                | ErrorKind::TooManyConnections => {}
+                | ErrorKind::TooManyConnections
+                | ErrorKind::OriginOverloaded
+                | ErrorKind::OriginCircuitOpen => {}
             }
         }
     }

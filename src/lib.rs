@@ -109,7 +109,8 @@ mod security;
 mod wire;
 
 pub use cache::{
-    Fetched, Fresh, GroupError, GroupStats, LoadError, Loader, Source, StoreStats, Value,
+    Fetched, Fresh, GroupError, GroupStats, LoadError, Loader, NotModified, Reloaded, Source,
+    StaleDirectives, StoreStats, Validators, Value,
 };
 pub use config::{Config, ConfigError};
 pub use loader::DemoLoader;

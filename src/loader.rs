@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::{DynLoader, Fresh, LoadError, Loader, Value};
+use crate::cache::{
+    DynLoader, Fresh, LoadError, Loader, NotModified, Reloaded, StaleDirectives, Validators, Value,
+};
 use crate::config::{LoaderConfig, UrlTemplate};
 use crate::error_chain;
 use headers::{CacheControl, HeaderMapExt};
@@ -97,16 +99,50 @@ fn origin_url(template: &UrlTemplate, key: &str) -> Result<reqwest::Url, LoadErr
 
 impl Loader for HttpLoader {
     async fn load(&self, key: &str) -> Result<Fresh, LoadError> {
+        match self.get(key, &Validators::default()).await? {
+            Reloaded::Modified(fresh) => Ok(fresh),
+            // Only a conditional request may be answered 304.
+            Reloaded::NotModified(_) => Err(LoadError::Failure(
+                "the origin answered 304 Not Modified to a request that was not conditional".into(),
+            )),
+        }
+    }
+
+    async fn reload(&self, key: &str, validators: &Validators) -> Result<Reloaded, LoadError> {
+        self.get(key, validators).await
+    }
+}
+
+impl HttpLoader {
+    /// GETs the key, conditionally when there are validators: `If-None-Match`
+    /// with the `ETag`, `If-Modified-Since` with the `Last-Modified`.
+    async fn get(&self, key: &str, validators: &Validators) -> Result<Reloaded, LoadError> {
         let url = origin_url(&self.url, key)?;
+        let mut headers = self.headers.clone();
+        if let Some(etag) = &validators.etag {
+            headers.insert(header::IF_NONE_MATCH, etag.clone());
+        }
+        if let Some(modified) = &validators.last_modified {
+            headers.insert(header::IF_MODIFIED_SINCE, modified.clone());
+        }
         let response = self
             .client
             .get(url)
-            .headers(self.headers.clone())
+            .headers(headers)
             .timeout(self.timeout)
             .send()
             .await
             .map_err(|e| self.transport_error(e))?;
         let status = response.status();
+        let freshness = Freshness::of(response.headers());
+        if status == StatusCode::NOT_MODIFIED && !validators.is_empty() {
+            return Ok(Reloaded::NotModified(NotModified {
+                ttl: freshness.max_age,
+                validators: freshness.validators,
+                stale: freshness.stale,
+                age: freshness.age,
+            }));
+        }
         if status == StatusCode::NOT_FOUND {
             return Err(LoadError::NotFound);
         }
@@ -114,20 +150,22 @@ impl Loader for HttpLoader {
             return Err(LoadError::Failure(format!("the origin answered {status}")));
         }
         let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-        let (max_age, no_store) = freshness(response.headers());
         let bytes = response
             .bytes()
             .await
             .map_err(|e| self.transport_error(e))?;
-        Ok(Fresh {
-            ttl: max_age,
-            no_store,
-            ..Fresh::new(Value::new(bytes, content_type))
-        })
+        Ok(Reloaded::Modified(
+            Fresh {
+                ttl: freshness.max_age,
+                no_store: freshness.no_store,
+                age: freshness.age,
+                ..Fresh::new(Value::new(bytes, content_type))
+            }
+            .with_validators(freshness.validators)
+            .with_stale(freshness.stale),
+        ))
     }
-}
 
-impl HttpLoader {
     fn transport_error(&self, error: reqwest::Error) -> LoadError {
         if error.is_timeout() {
             return LoadError::Timeout(self.timeout);
@@ -139,22 +177,71 @@ impl HttpLoader {
     }
 }
 
-/// Reads `Cache-Control` (and `Age`) into a max-age and a no-store flag.
-fn freshness(headers: &HeaderMap) -> (Option<Duration>, bool) {
-    let Some(control) = headers.typed_get::<CacheControl>() else {
-        return (None, false);
-    };
-    let no_store = control.no_store() || control.no_cache() || control.private();
-    let age = headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs);
-    let max_age = control
-        .s_max_age()
-        .or(control.max_age())
-        .map(|max_age| max_age.saturating_sub(age));
-    (max_age, no_store)
+/// What an origin's response says about keeping its value (RFC 9111,
+/// RFC 5861): `Cache-Control`, `Age`, `ETag` and `Last-Modified`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Freshness {
+    /// `s-maxage` or `max-age`, less the `Age`.
+    max_age: Option<Duration>,
+    /// `no-store`, `no-cache` or `private`.
+    no_store: bool,
+    age: Duration,
+    stale: StaleDirectives,
+    validators: Validators,
+}
+
+impl Freshness {
+    fn of(headers: &HeaderMap) -> Self {
+        let age = headers
+            .get(header::AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(Duration::ZERO, Duration::from_secs);
+        let validators = Validators {
+            etag: headers.get(header::ETAG).cloned(),
+            last_modified: headers.get(header::LAST_MODIFIED).cloned(),
+        };
+        let stale = StaleDirectives {
+            while_revalidate: directive_seconds(headers, "stale-while-revalidate"),
+            if_error: directive_seconds(headers, "stale-if-error"),
+        };
+        let (max_age, no_store) = match headers.typed_get::<CacheControl>() {
+            None => (None, false),
+            Some(control) => (
+                control
+                    .s_max_age()
+                    .or(control.max_age())
+                    .map(|max_age| max_age.saturating_sub(age)),
+                control.no_store() || control.no_cache() || control.private(),
+            ),
+        };
+        Self {
+            max_age,
+            no_store,
+            age,
+            stale,
+            validators,
+        }
+    }
+}
+
+/// A `Cache-Control` directive's delta-seconds (`name=N`), which the
+/// `headers` crate does not parse for RFC 5861's two. Directive names are
+/// case-insensitive; a malformed value counts as absent.
+fn directive_seconds(headers: &HeaderMap, name: &str) -> Option<Duration> {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|directive| {
+            let (directive, seconds) = directive.split_once('=')?;
+            if !directive.trim().eq_ignore_ascii_case(name) {
+                return None;
+            }
+            let seconds = seconds.trim().trim_matches('"');
+            seconds.parse::<u64>().ok().map(Duration::from_secs)
+        })
 }
 
 #[cfg(test)]
@@ -197,22 +284,69 @@ mod tests {
 
     #[test]
     fn cache_control() {
+        let of = |headers: &HeaderMap| {
+            let freshness = Freshness::of(headers);
+            (freshness.max_age, freshness.no_store)
+        };
         let mut headers = HeaderMap::new();
-        assert_eq!(freshness(&headers), (None, false));
+        assert_eq!(of(&headers), (None, false));
         headers.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=60"),
         );
-        assert_eq!(freshness(&headers), (Some(Duration::from_secs(60)), false));
+        assert_eq!(of(&headers), (Some(Duration::from_secs(60)), false));
         headers.insert(header::AGE, HeaderValue::from_static("20"));
-        assert_eq!(freshness(&headers), (Some(Duration::from_secs(40)), false));
+        assert_eq!(of(&headers), (Some(Duration::from_secs(40)), false));
+        assert_eq!(Freshness::of(&headers).age, Duration::from_secs(20));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        assert!(freshness(&headers).1);
+        assert!(of(&headers).1);
         headers.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("max-age=60, s-maxage=5"),
         );
-        assert_eq!(freshness(&headers).0, Some(Duration::ZERO));
+        assert_eq!(of(&headers).0, Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn stale_directives_and_validators() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=60, Stale-While-Revalidate=30"),
+        );
+        headers.append(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("stale-if-error=\"600\", stale-x=1"),
+        );
+        headers.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
+        headers.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_static("Wed, 02 Dec 2026 12:00:00 GMT"),
+        );
+        let freshness = Freshness::of(&headers);
+        assert_eq!(
+            freshness.stale,
+            StaleDirectives {
+                while_revalidate: Some(Duration::from_secs(30)),
+                if_error: Some(Duration::from_secs(600)),
+            }
+        );
+        assert_eq!(
+            freshness.validators.etag.as_ref().map(|v| v.as_bytes()),
+            Some(&b"\"v1\""[..])
+        );
+        assert!(freshness.validators.last_modified.is_some());
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("stale-while-revalidate=soon, stale-if-error"),
+        );
+        headers.remove(header::ETAG);
+        let freshness = Freshness::of(&headers);
+        assert_eq!(
+            freshness.stale,
+            StaleDirectives::default(),
+            "malformed is absent"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -54,6 +54,12 @@ pub struct Metrics {
     handoff_refused: IntCounterVec,
     previous_owner_lookups: IntCounterVec,
     successor_loads: IntCounterVec,
+    stale_served: IntCounterVec,
+    revalidations: IntCounterVec,
+    refreshes: IntCounterVec,
+    origin_inflight: IntGaugeVec,
+    origin_circuit_state: IntGaugeVec,
+    origin_rejected: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -255,6 +261,42 @@ impl Metrics {
                 "Origin loads this node ran as owner-in-waiting for an owner that could not be reached.",
                 g,
             ),
+            stale_served: counter(
+                &r,
+                "stale_served_total",
+                "Expired values served, by reason: while-revalidate (a background reload runs) or if-error (the reload failed).",
+                &["group", "reason"],
+            ),
+            revalidations: counter(
+                &r,
+                "origin_revalidations_total",
+                "Conditional reloads (If-None-Match / If-Modified-Since) of a held value, by result: not-modified (304), modified, failed.",
+                &["group", "result"],
+            ),
+            refreshes: counter(
+                &r,
+                "refreshes_total",
+                "Background reloads started, by trigger: ahead (a hit late in the TTL) or stale (a hit after expiry).",
+                &["group", "trigger"],
+            ),
+            origin_inflight: gauge(
+                &r,
+                "origin_inflight",
+                "Origin loads this node is running now.",
+                g,
+            ),
+            origin_circuit_state: gauge(
+                &r,
+                "origin_circuit_state",
+                "The origin's circuit breaker: 0 closed, 1 open, 2 half-open.",
+                g,
+            ),
+            origin_rejected: counter(
+                &r,
+                "origin_rejected_total",
+                "Origin loads not sent, by reason: overloaded (max_concurrent_loads and its queue) or circuit-open.",
+                &["group", "reason"],
+            ),
             registry: r,
         };
         metrics
@@ -311,6 +353,29 @@ impl Metrics {
                     .previous_owner_lookups
                     .with_label_values(&[group, "error"]),
                 successor_loads: self.successor_loads.with_label_values(&[group]),
+            },
+            freshness: FreshnessMetrics {
+                stale_while_revalidate: self
+                    .stale_served
+                    .with_label_values(&[group, "while-revalidate"]),
+                stale_if_error: self.stale_served.with_label_values(&[group, "if-error"]),
+                not_modified: self
+                    .revalidations
+                    .with_label_values(&[group, "not-modified"]),
+                modified: self.revalidations.with_label_values(&[group, "modified"]),
+                revalidation_failed: self.revalidations.with_label_values(&[group, "failed"]),
+                refreshes_ahead: self.refreshes.with_label_values(&[group, "ahead"]),
+                refreshes_stale: self.refreshes.with_label_values(&[group, "stale"]),
+            },
+            origin: OriginMetrics {
+                inflight: self.origin_inflight.with_label_values(&[group]),
+                circuit_state: self.origin_circuit_state.with_label_values(&[group]),
+                overloaded: self
+                    .origin_rejected
+                    .with_label_values(&[group, "overloaded"]),
+                circuit_open: self
+                    .origin_rejected
+                    .with_label_values(&[group, "circuit-open"]),
             },
         }
     }
@@ -391,6 +456,29 @@ pub struct GroupMetrics {
     pub main: CacheMetrics,
     pub hot: CacheMetrics,
     pub churn: ChurnMetrics,
+    pub freshness: FreshnessMetrics,
+    pub origin: OriginMetrics,
+}
+
+/// One group's freshness counters: stale answers, revalidations, refreshes.
+#[derive(Clone)]
+pub struct FreshnessMetrics {
+    pub stale_while_revalidate: IntCounter,
+    pub stale_if_error: IntCounter,
+    pub not_modified: IntCounter,
+    pub modified: IntCounter,
+    pub revalidation_failed: IntCounter,
+    pub refreshes_ahead: IntCounter,
+    pub refreshes_stale: IntCounter,
+}
+
+/// One group's origin protection: loads in flight, the circuit, refusals.
+#[derive(Clone)]
+pub struct OriginMetrics {
+    pub inflight: IntGauge,
+    pub circuit_state: IntGauge,
+    pub overloaded: IntCounter,
+    pub circuit_open: IntCounter,
 }
 
 /// One group's churn counters: handoffs, previous-owner peeks, successor loads.

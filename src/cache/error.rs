@@ -54,6 +54,15 @@ pub enum GroupError {
     /// limit (it is a whole sentence).
     #[error("{0}")]
     ValueTooLarge(Arc<str>),
+    /// The origin was not asked: this node's loads for the group are at
+    /// `max_concurrent_loads` and its queue is full (or the wait ran out).
+    /// The text says so with the bound (it is a whole sentence).
+    #[error("{0}")]
+    OriginOverloaded(Arc<str>),
+    /// The origin was not asked: the group's circuit breaker is open after
+    /// a run of failed loads. The text says when it retries.
+    #[error("{0}")]
+    OriginCircuitOpen(Arc<str>),
     /// A load panicked or was dropped (a bug).
     #[error("the load failed unexpectedly (a bug: see the node's log)")]
     Internal,
@@ -70,7 +79,22 @@ impl GroupError {
             GroupError::PeerFailure { .. } => ErrorKind::PeerFailure,
             GroupError::OwnerUnreachable { .. } => ErrorKind::OwnerUnreachable,
             GroupError::ValueTooLarge(_) => ErrorKind::ValueTooLarge,
+            GroupError::OriginOverloaded(_) => ErrorKind::OriginOverloaded,
+            GroupError::OriginCircuitOpen(_) => ErrorKind::OriginCircuitOpen,
             GroupError::Internal => ErrorKind::Internal,
         }
+    }
+
+    /// Whether a held value may stand in for this error (`stale_if_error`):
+    /// the origin failed, timed out or was not asked, as opposed to it
+    /// saying the key has no value.
+    pub(crate) fn allows_stale(&self) -> bool {
+        matches!(
+            self,
+            GroupError::OriginFailure(_)
+                | GroupError::OriginTimeout(_)
+                | GroupError::OriginOverloaded(_)
+                | GroupError::OriginCircuitOpen(_)
+        )
     }
 }

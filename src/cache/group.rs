@@ -24,19 +24,22 @@ use tracing::{debug, warn};
 use super::admission::HotAdmission;
 use super::epochs::{Epoch, Epochs};
 use super::error::GroupError;
+use super::freshness::Stage;
 use super::loader::{DynLoader, LoadError};
+use super::origin_guard::OriginGuard;
 use super::peers::{Ask, PeerError, Peers};
 use super::singleflight::{Role, SingleFlight};
 use super::store::{Eviction, Store, StoreStats};
 use super::superseded::Superseded;
 use super::value::{
     ENTRY_OVERHEAD, Entry, EntryKind, Fetched, Fresh, Source, Value, hot_ttl, key_digest,
-    owner_ttl, weight_of, worth_storing,
+    weight_of, worth_storing,
 };
 use super::version::{Clock, Version};
 use crate::config::GroupConfig;
 use crate::metrics::GroupMetrics;
 use crate::ring::{Member, MemberId, Ring, Rings, key_hash};
+use freshness::Aging;
 
 /// Reads of a key at this node before a copy fetched from its owner is kept.
 const HOT_ADMISSION_READS: u8 = 2;
@@ -148,6 +151,7 @@ pub struct Group {
     epochs: Epochs,
     superseded: Superseded,
     admission: HotAdmission,
+    guard: Arc<OriginGuard>,
     metrics: GroupMetrics,
 }
 
@@ -191,6 +195,15 @@ pub struct GroupStats {
     pub previous_owner_errors: u64,
     /// Keys loaded as an unreachable owner's successor.
     pub successor_loads: u64,
+    /// Expired values served stale: while they reloaded, or in place of a
+    /// failed reload.
+    pub stale_served: u64,
+    /// Background reloads started (refresh ahead, or after expiry).
+    pub refreshes: u64,
+    /// Reloads the origin answered `304 Not Modified`.
+    pub revalidated_not_modified: u64,
+    /// Origin loads not sent: overloaded, or the circuit open.
+    pub origin_rejected: u64,
     /// The main cache: keys this node owns.
     pub main: StoreStats,
     /// The hot cache: popular keys owned by others.
@@ -215,6 +228,7 @@ impl Group {
         let admission =
             HotAdmission::new((config.hot_capacity() / 1024) as usize, HOT_ADMISSION_READS);
         let superseded = Superseded::new(cluster.remember_writes);
+        let guard = OriginGuard::new(config.origin, metrics.origin.clone());
         Self {
             name: name.into(),
             config,
@@ -226,6 +240,7 @@ impl Group {
             epochs: Epochs::default(),
             superseded,
             admission,
+            guard,
             metrics,
         }
     }
@@ -258,8 +273,16 @@ impl Group {
         }
         let now = Instant::now();
         let digest = key_digest(key);
+        let mut stale = None;
         if let Some(entry) = self.main.get(digest, key, now) {
-            return from_entry(&entry, Source::Main, now);
+            match entry.stage(now) {
+                Stage::Fresh => return from_entry(&entry, Source::Main, now),
+                stage => match self.aging(&entry, stage, key, digest, from, now) {
+                    Aging::Answer(answer) => return answer,
+                    Aging::Reload => stale = Some(entry),
+                    Aging::Miss => {}
+                },
+            }
         }
         if let Some(entry) = self.hot.get(digest, key, now) {
             return from_entry(&entry, Source::Hot, now);
@@ -274,9 +297,19 @@ impl Group {
             Requester::Peer | Requester::Successor => None,
         };
         let Some(owner) = owner else {
-            return self
-                .load_here(key, digest, hash, from == Requester::Successor)
+            let (result, role) = self
+                .load_here(
+                    key,
+                    digest,
+                    hash,
+                    from == Requester::Successor,
+                    stale.clone(),
+                )
                 .await;
+            if role == Role::Leader {
+                self.metrics.loads_deduped.inc();
+            }
+            return self.or_stale_if_error(result, stale.as_deref());
         };
         let admit = self.admission.admits(self.admission.record(hash));
         let this = Arc::clone(self);
@@ -295,101 +328,58 @@ impl Group {
         result
     }
 
+    /// Whether this node answers for `key` as its owner: it is the owner on
+    /// its ring, or another node asked it as one.
+    fn answers_as_owner(&self, key: &str, from: Requester) -> bool {
+        from != Requester::Client
+            || self
+                .cluster
+                .ring
+                .remote_owner(key_hash(&self.name, key))
+                .is_none()
+    }
+
     /// Loads a key as its owner (or owner-in-waiting), once for every
-    /// caller that asks meanwhile, this node's clients and other nodes alike.
+    /// caller that asks meanwhile, this node's clients and other nodes
+    /// alike. `reloading`: the entry this node holds for the key, which
+    /// the load replaces (a refresh, or a reload after expiry): it is
+    /// revalidated where the origin gave validators, and no previous owner
+    /// is asked.
     async fn load_here(
         self: &Arc<Self>,
         key: &str,
         digest: u128,
         hash: u64,
         as_successor: bool,
-    ) -> FlightResult {
+        reloading: Option<Arc<Entry>>,
+    ) -> (FlightResult, Role) {
         let this = Arc::clone(self);
         let key = key.to_owned();
-        let (result, role) = self
-            .flights
+        self.flights
             .run((digest, FlightKind::Load), move || async move {
                 let epoch = this.epochs.current(digest);
                 // A load that finished since the caller missed (one another
                 // node's successor request started, say) already stored it.
-                if let Some(found) = this.held(&key, digest) {
+                if let Some(found) = this.held_instead_of(&key, digest, reloading.as_ref()) {
                     return found;
                 }
                 // Stamped before the load: a DELETE acknowledged while it
                 // runs is newer than the value it brings.
                 let version = this.cluster.clock.now();
-                if let Some(found) = this
-                    .peek_previous_owners(&key, digest, hash, epoch, as_successor)
-                    .await
+                if reloading.is_none()
+                    && let Some(found) = this
+                        .peek_previous_owners(&key, digest, hash, epoch, as_successor)
+                        .await
                 {
                     return Ok(found);
                 }
                 if as_successor {
                     this.metrics.churn.successor_loads.inc();
                 }
-                this.load_as_owner(&key, digest, epoch, version).await
+                this.load_as_owner(&key, digest, epoch, version, reloading.as_deref())
+                    .await
             })
-            .await;
-        if role == Role::Leader {
-            self.metrics.loads_deduped.inc();
-        }
-        result
-    }
-
-    async fn load_from_origin(&self, key: &str) -> Result<Fresh, LoadError> {
-        self.metrics.local_loads.inc();
-        let timer = self.metrics.origin_duration.start_timer();
-        let loaded = self.loader.load_boxed(key).await;
-        timer.observe_duration();
-        if let Err(error) = &loaded {
-            self.metrics.local_load_errors.inc();
-            debug!(group = %self.name, key, %error, "origin load failed");
-        }
-        loaded
-    }
-
-    async fn load_as_owner(
-        &self,
-        key: &str,
-        digest: u128,
-        epoch: Epoch,
-        version: Version,
-    ) -> FlightResult {
-        match self.load_from_origin(key).await {
-            Ok(loaded) => {
-                let fresh = self.as_owner(loaded, version);
-                if !fresh.no_store && self.fits(&fresh.value) {
-                    self.keep(
-                        &self.main,
-                        key,
-                        digest,
-                        epoch,
-                        EntryKind::Found(fresh.value.clone()),
-                        fresh.ttl,
-                        version,
-                    );
-                }
-                Ok(Fetched {
-                    fresh,
-                    source: Source::Origin,
-                })
-            }
-            Err(LoadError::NotFound) => {
-                if let Some(ttl) = self.config.negative_ttl {
-                    self.keep(
-                        &self.main,
-                        key,
-                        digest,
-                        epoch,
-                        EntryKind::NotFound,
-                        Some(ttl),
-                        version,
-                    );
-                }
-                Err(GroupError::OriginNotFound)
-            }
-            Err(error) => Err(origin_error(error)),
-        }
+            .await
     }
 
     async fn fetch_from_owner(
@@ -444,44 +434,9 @@ impl Group {
             );
         }
         Fetched {
+            stale: copy.stale_age(),
             fresh: copy,
             source: Source::Peer,
-        }
-    }
-
-    /// The owner cannot be reached: load here, and keep the value only as a
-    /// hot copy, since this node is not the owner.
-    async fn load_as_fallback(&self, key: &str, digest: u128, epoch: Epoch) -> FlightResult {
-        let version = self.cluster.clock.now();
-        let loaded = self.load_from_origin(key).await.map_err(origin_error)?;
-        let fresh = self.as_owner(loaded, version);
-        let copy_ttl = hot_ttl(fresh.ttl, self.config.hot_ttl);
-        if !fresh.no_store && worth_storing(copy_ttl) && self.fits(&fresh.value) {
-            self.keep(
-                &self.hot,
-                key,
-                digest,
-                epoch,
-                EntryKind::Found(fresh.value.clone()),
-                copy_ttl,
-                version,
-            );
-        }
-        Ok(Fetched {
-            fresh,
-            source: Source::Origin,
-        })
-    }
-
-    /// A value the loader gave, as its owner serves it: the group's TTL
-    /// caps the origin's, a value with no time left is not stored, and it
-    /// carries the version of the load.
-    fn as_owner(&self, loaded: Fresh, version: Version) -> Fresh {
-        let ttl = owner_ttl(self.config.ttl, loaded.ttl);
-        Fresh {
-            ttl,
-            no_store: loaded.no_store || !worth_storing(ttl),
-            ..loaded.versioned(version)
         }
     }
 
@@ -499,6 +454,10 @@ impl Group {
         version: Version,
     ) {
         let entry = Entry::new(key, kind, ttl, Instant::now(), version);
+        self.keep_entry(cache, digest, epoch, entry);
+    }
+
+    fn keep_entry(&self, cache: &Store, digest: u128, epoch: Epoch, entry: Entry) {
         self.epochs
             .store_if_current(digest, epoch, || cache.insert(digest, entry));
     }
@@ -511,11 +470,25 @@ impl Group {
 
     /// What this node's caches hold for a key, without counting a read.
     fn held(&self, key: &str, digest: u128) -> Option<FlightResult> {
+        self.held_instead_of(key, digest, None)
+    }
+
+    /// What this node's caches hold fresh for a key, unless it is the entry
+    /// `reloading` (which a refresh is about to replace).
+    fn held_instead_of(
+        &self,
+        key: &str,
+        digest: u128,
+        reloading: Option<&Arc<Entry>>,
+    ) -> Option<FlightResult> {
         let now = Instant::now();
         let (entry, source) = match self.main.peek(digest, key, now) {
             Some(entry) => (entry, Source::Main),
             None => (self.hot.peek(digest, key, now)?, Source::Hot),
         };
+        if reloading.is_some_and(|reloading| Arc::ptr_eq(reloading, &entry)) {
+            return None;
+        }
         Some(from_entry(&entry, source, now))
     }
 
@@ -588,13 +561,11 @@ impl Group {
         self.check_storable(key, &value)?;
         let digest = key_digest(key);
         let version = self.cluster.clock.now();
-        let entry = Entry::new(
-            key,
-            EntryKind::Found(value),
-            self.config.ttl,
-            Instant::now(),
-            version,
-        );
+        let written = Fresh {
+            ttl: self.config.ttl,
+            ..Fresh::new(value).versioned(version)
+        };
+        let entry = self.owner_entry(key, &written, Instant::now());
         self.epochs.invalidate(digest, || {
             self.superseded.supersede(digest, version.before());
             self.main.insert(digest, entry);
@@ -722,9 +693,13 @@ impl Group {
     }
 
     fn owner_error(&self, owner: &Member, error: PeerError) -> GroupError {
-        // The owner refusing a value too large is the client's error, not a
+        // The owner refusing a value too large is the client's error, and
+        // an origin the owner protects is the owner's answer: neither is a
         // failure between peers.
-        if !matches!(error, PeerError::ValueTooLarge(_)) {
+        if !matches!(
+            error,
+            PeerError::ValueTooLarge(_) | PeerError::OriginRefused { .. }
+        ) {
             self.metrics.peer_errors.inc();
         }
         let owner_name = owner.name.clone();
@@ -739,6 +714,11 @@ impl Group {
             },
             PeerError::Origin(error) => origin_error(error),
             PeerError::ValueTooLarge(detail) => GroupError::ValueTooLarge(detail.into()),
+            PeerError::OriginRefused {
+                circuit_open: true,
+                detail,
+            } => GroupError::OriginCircuitOpen(detail.into()),
+            PeerError::OriginRefused { detail, .. } => GroupError::OriginOverloaded(detail.into()),
             PeerError::Failed(detail) => GroupError::PeerFailure {
                 owner: owner_name,
                 detail: detail.into(),
@@ -754,6 +734,7 @@ impl Group {
     pub fn stats(&self) -> GroupStats {
         let m = &self.metrics;
         let c = &m.churn;
+        let f = &m.freshness;
         GroupStats {
             gets: m.gets.get(),
             cache_hits: m.main.hits.get() + m.hot.hits.get(),
@@ -773,6 +754,10 @@ impl Group {
             previous_owner_misses: c.previous_owner_misses.get(),
             previous_owner_errors: c.previous_owner_errors.get(),
             successor_loads: c.successor_loads.get(),
+            stale_served: f.stale_while_revalidate.get() + f.stale_if_error.get(),
+            refreshes: f.refreshes_ahead.get() + f.refreshes_stale.get(),
+            revalidated_not_modified: f.not_modified.get(),
+            origin_rejected: m.origin.overloaded.get() + m.origin.circuit_open.get(),
             main: self.main.stats(),
             hot: self.hot.stats(),
         }
@@ -781,7 +766,7 @@ impl Group {
 
 fn from_entry(entry: &Entry, source: Source, now: Instant) -> FlightResult {
     match entry.fresh(now) {
-        Some(fresh) => Ok(Fetched { fresh, source }),
+        Some(fresh) => Ok(Fetched::fresh(fresh, source)),
         None => Err(GroupError::OriginNotFound),
     }
 }
@@ -795,6 +780,8 @@ fn origin_error(error: LoadError) -> GroupError {
 }
 
 mod churn;
+mod freshness;
+mod origin;
 #[cfg(test)]
 mod tests;
 

@@ -9,7 +9,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use thiserror::Error;
 
-use super::value::Fresh;
+use super::freshness::StaleDirectives;
+use super::value::{Fresh, Validators};
 
 /// Where a group's values come from when no node holds them: called once
 /// per key for the whole cluster, by the key's owner, however many ask.
@@ -40,6 +41,44 @@ pub trait Loader: Send + Sync + 'static {
     /// remembered. A load that takes longer than the peer timeout fails the
     /// requests of other nodes waiting on it, so bound it.
     fn load(&self, key: &str) -> impl Future<Output = Result<Fresh, LoadError>> + Send;
+
+    /// Loads `key` again for a value the cache holds, whose origin gave
+    /// `validators` ([`Fresh::with_validators`]): [`Reloaded::NotModified`]
+    /// when the origin says it is unchanged (an HTTP `304`), so no body
+    /// travels. The owner calls it when an entry it holds expires or is
+    /// refreshed ahead. The default loads the value anew.
+    fn reload(
+        &self,
+        key: &str,
+        validators: &Validators,
+    ) -> impl Future<Output = Result<Reloaded, LoadError>> + Send {
+        let _ = validators;
+        async move { self.load(key).await.map(Reloaded::Modified) }
+    }
+}
+
+/// What a reload of a held value brings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// A value, new or the same, with its freshness.
+    Modified(Fresh),
+    /// The held value is still current: only its freshness is new.
+    NotModified(NotModified),
+}
+
+/// What a `304` says: the held value's new freshness. What it leaves out
+/// stays as the value had it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotModified {
+    /// Time to live from now (the origin's `max-age`); `None`: as before.
+    pub ttl: Option<Duration>,
+    /// Validators the origin sent again (an `ETag` may change); empty: as
+    /// before.
+    pub validators: Validators,
+    /// Stale windows the origin sent again; `None` in either: as before.
+    pub stale: StaleDirectives,
+    /// How old the origin says the value is.
+    pub age: Duration,
 }
 
 /// Why a loader has no value to give.
@@ -60,10 +99,24 @@ pub enum LoadError {
 /// group's loader may be of a different type.
 pub(crate) trait DynLoader: Send + Sync + 'static {
     fn load_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Fresh, LoadError>>;
+
+    fn reload_boxed<'a>(
+        &'a self,
+        key: &'a str,
+        validators: &'a Validators,
+    ) -> BoxFuture<'a, Result<Reloaded, LoadError>>;
 }
 
 impl<L: Loader> DynLoader for L {
     fn load_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Fresh, LoadError>> {
         self.load(key).boxed()
+    }
+
+    fn reload_boxed<'a>(
+        &'a self,
+        key: &'a str,
+        validators: &'a Validators,
+    ) -> BoxFuture<'a, Result<Reloaded, LoadError>> {
+        self.reload(key, validators).boxed()
     }
 }

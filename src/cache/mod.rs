@@ -5,12 +5,15 @@
 //! where membership comes from.
 
 mod admission;
+mod breaker;
 mod epochs;
 mod error;
+mod freshness;
 mod group;
 mod groups;
 mod handoff;
 mod loader;
+mod origin_guard;
 mod peers;
 mod singleflight;
 mod store;
@@ -19,12 +22,13 @@ mod value;
 mod version;
 
 pub use error::GroupError;
+pub use freshness::StaleDirectives;
 pub use group::{Cluster, CopyDrop, CopyDrops, Group, GroupStats, Requester, RingView};
 pub use groups::Groups;
 pub use handoff::{BATCH_BYTES as HANDOFF_BATCH_BYTES, HandedOff, HandoffReceipt};
 pub(crate) use loader::DynLoader;
-pub use loader::{LoadError, Loader};
+pub use loader::{LoadError, Loader, NotModified, Reloaded};
 pub use peers::{Ask, PeerError, Peers};
 pub use store::StoreStats;
-pub use value::{Fetched, Fresh, Source, Value};
+pub use value::{Fetched, Fresh, Source, Validators, Value};
 pub use version::{Clock, Version};

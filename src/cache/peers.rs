@@ -30,6 +30,9 @@ pub enum PeerError {
     Timeout(Duration),
     /// The owner's origin failed; passed on as it is, never retried elsewhere.
     Origin(LoadError),
+    /// The owner did not ask its origin (`origin-overloaded` or
+    /// `origin-circuit-open`, with its message): passed on as it is.
+    OriginRefused { circuit_open: bool, detail: String },
     /// The owner refused a PUT's value as too large to store (its
     /// `value-too-large`, with its message): the client's error, not a
     /// failure of the owner.

@@ -11,6 +11,7 @@ use moka::sync::Cache;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::freshness::Stage;
 use super::value::{Entry, Recency};
 use crate::metrics::CacheMetrics;
 
@@ -48,8 +49,9 @@ pub struct StoreStats {
     pub evictions: u64,
 }
 
-/// Lets moka reclaim expired entries' memory. Freshness itself is decided by
-/// [`Entry::is_fresh`] on tokio's clock, so tests can move time.
+/// Lets moka reclaim an entry's memory once it is past its TTL and its
+/// stale windows. Freshness itself is decided by [`Entry::stage`] on
+/// tokio's clock, so tests can move time.
 struct EntryExpiry;
 
 impl Expiry<u128, Arc<Entry>> for EntryExpiry {
@@ -59,7 +61,7 @@ impl Expiry<u128, Arc<Entry>> for EntryExpiry {
         entry: &Arc<Entry>,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
-        entry.remaining(Instant::now())
+        entry.keep_for(Instant::now())
     }
 
     fn expire_after_update(
@@ -69,7 +71,7 @@ impl Expiry<u128, Arc<Entry>> for EntryExpiry {
         _updated_at: std::time::Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        entry.remaining(Instant::now())
+        entry.keep_for(Instant::now())
     }
 }
 
@@ -99,12 +101,16 @@ impl Store {
         }
     }
 
-    /// The entry for `key` (whose digest is `digest`) if it is present and
-    /// fresh at `now`: a read, counted and noted as the entry's last use.
+    /// The entry for `key` (whose digest is `digest`) if it is present at
+    /// `now`, fresh or within a stale window ([`Entry::stage`] says which):
+    /// a read, noted as the entry's last use, and counted as a hit when the
+    /// entry can be served as it is (fresh, or stale while it revalidates).
     pub fn get(&self, digest: u128, key: &str, now: Instant) -> Option<Arc<Entry>> {
         self.metrics.gets.inc();
-        let entry = self.peek(digest, key, now)?;
-        self.metrics.hits.inc();
+        let entry = self.present(digest, key, now)?;
+        if entry.stage(now) <= Stage::StaleWhileRevalidate {
+            self.metrics.hits.inc();
+        }
         entry.touch(self.recency.second(now));
         Some(entry)
     }
@@ -112,16 +118,22 @@ impl Store {
     /// The fresh entry for `key`, without counting a read or noting a use
     /// (for comparing versions, and for other nodes' peeks).
     pub fn peek(&self, digest: u128, key: &str, now: Instant) -> Option<Arc<Entry>> {
+        self.present(digest, key, now)
+            .filter(|entry| entry.stage(now) <= Stage::RefreshDue)
+    }
+
+    /// The entry for `key` unless it is past every window, which is
+    /// dropped on the way.
+    fn present(&self, digest: u128, key: &str, now: Instant) -> Option<Arc<Entry>> {
         let entry = self.cache.get(&digest)?;
         if &*entry.key != key {
             return None;
         }
-        if entry.is_fresh(now) {
-            Some(entry)
-        } else {
+        if entry.stage(now) == Stage::Gone {
             self.cache.invalidate(&digest);
-            None
+            return None;
         }
+        Some(entry)
     }
 
     /// Keeps an entry, unless it is heavier than the whole cache (moka

@@ -2,14 +2,20 @@
 //! here except through the `now` the caller passes in.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderValue;
 use tokio::time::Instant;
 
+use super::freshness::{Stage, StaleDirectives, Timeline};
 use super::version::Version;
+
+/// How long a background refresh that failed keeps the next hit from
+/// starting another: the origin is not asked more than once a second per
+/// key while it fails.
+const REFRESH_RETRY: Duration = Duration::from_secs(1);
 
 /// A value's bytes and the content type that goes with them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +36,28 @@ impl Value {
     }
 }
 
+/// What an origin gave to revalidate a value with (RFC 9110's validators):
+/// a reload sends them back as `If-None-Match` and `If-Modified-Since`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    /// The origin's `ETag`.
+    pub etag: Option<HeaderValue>,
+    /// The origin's `Last-Modified`.
+    pub last_modified: Option<HeaderValue>,
+}
+
+impl Validators {
+    /// True when there is nothing to revalidate with.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+
+    fn len(&self) -> usize {
+        self.etag.as_ref().map_or(0, HeaderValue::len)
+            + self.last_modified.as_ref().map_or(0, HeaderValue::len)
+    }
+}
+
 /// A value and how long it may be kept: what a loader returns, what another
 /// node sends, and (with where it came from) what a get returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +66,22 @@ pub struct Fresh {
     pub value: Value,
     /// Time left to live, from now; `None`: no expiry beyond the group's TTL.
     /// A loader sets it from the origin's `max-age`; the group's `ttl` caps it.
+    /// From a cache, the time left until the owner refreshes it, where that
+    /// comes sooner (`refresh_ahead`): a copy is not kept past it.
     pub ttl: Option<Duration>,
     /// Serve it but keep no copy (the origin said `no-store`, `no-cache` or
     /// `private`, or the value has no time left).
     pub no_store: bool,
+    /// The origin's `ETag` and `Last-Modified`, to revalidate it with.
+    pub validators: Validators,
+    /// The origin's `stale-while-revalidate` and `stale-if-error`, which
+    /// replace the group's settings for this value.
+    pub stale: StaleDirectives,
+    /// How old the value already was when loaded (the origin's `Age`); from
+    /// another node, how long ago its origin made it.
+    pub age: Duration,
+    /// Another node served it past its TTL (its `x-shoal-stale`).
+    pub(crate) served_stale: bool,
     /// The write it came from ([`Version::ZERO`] for a fresh origin load
     /// until the group stamps it, and from a node that sends none).
     pub(crate) version: Version,
@@ -54,6 +94,10 @@ impl Fresh {
             value,
             ttl: None,
             no_store: false,
+            validators: Validators::default(),
+            stale: StaleDirectives::default(),
+            age: Duration::ZERO,
+            served_stale: false,
             version: Version::ZERO,
         }
     }
@@ -72,6 +116,27 @@ impl Fresh {
         self
     }
 
+    /// Keeps the origin's `ETag` / `Last-Modified`, so that a reload asks
+    /// whether the value changed (and a `304` costs no body).
+    #[must_use]
+    pub fn with_validators(mut self, validators: Validators) -> Self {
+        self.validators = validators;
+        self
+    }
+
+    /// The origin's `stale-while-revalidate` and `stale-if-error` for this
+    /// value (RFC 5861), in place of the group's.
+    #[must_use]
+    pub fn with_stale(mut self, stale: StaleDirectives) -> Self {
+        self.stale = stale;
+        self
+    }
+
+    /// `Some(age)` when another node served it stale.
+    pub(crate) fn stale_age(&self) -> Option<Duration> {
+        self.served_stale.then_some(self.age)
+    }
+
     pub(crate) fn versioned(mut self, version: Version) -> Self {
         self.version = version;
         self
@@ -86,6 +151,21 @@ pub struct Fetched {
     pub fresh: Fresh,
     /// Which cache or node answered.
     pub source: Source,
+    /// `Some(age)`: the value is past its TTL, served stale (while it
+    /// reloads, or because the reload failed); `age` is how long ago the
+    /// origin made it.
+    pub stale: Option<Duration>,
+}
+
+impl Fetched {
+    /// A value served fresh.
+    pub fn fresh(fresh: Fresh, source: Source) -> Self {
+        Self {
+            fresh,
+            source,
+            stale: None,
+        }
+    }
 }
 
 /// Where a value came from, as the `x-shoal-source` header says.
@@ -133,6 +213,47 @@ pub struct Entry {
     /// When the entry was last read, in seconds of [`Recency`]: a handoff
     /// sends the most recently used entries first.
     last_used: AtomicU32,
+    /// An owner's entry that may be refreshed, served stale or revalidated;
+    /// `None` (boxed, so plain entries stay small): fresh until
+    /// `expires_at`, then gone.
+    life: Option<Box<Life>>,
+}
+
+/// When an owner's entry is refreshed and how long it may be served
+/// stale, with what to revalidate it by.
+#[derive(Debug)]
+pub struct Life {
+    pub timeline: Timeline,
+    /// When the origin made the value: the load, less the origin's `Age`.
+    pub born: Instant,
+    /// The TTL it was stored with, before jitter: what a `304` that names
+    /// no `max-age` renews.
+    pub ttl: Duration,
+    /// The origin's stale windows, kept for a `304` that names none.
+    pub origin: StaleDirectives,
+    pub validators: Validators,
+    /// Milliseconds after `born`, plus one, when a background reload was
+    /// last started; 0: never.
+    refresh_started: AtomicU64,
+}
+
+impl Life {
+    pub fn new(
+        timeline: Timeline,
+        born: Instant,
+        ttl: Duration,
+        origin: StaleDirectives,
+        validators: Validators,
+    ) -> Self {
+        Self {
+            timeline,
+            born,
+            ttl,
+            origin,
+            validators,
+            refresh_started: AtomicU64::new(0),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -159,7 +280,65 @@ impl Entry {
             expires_at: ttl.map(|ttl| now + ttl),
             version,
             last_used: AtomicU32::new(0),
+            life: None,
         }
+    }
+
+    /// The entry with a life: it expires when `life` says, and may then be
+    /// served stale.
+    pub fn with_life(mut self, life: Life) -> Self {
+        self.expires_at = Some(life.timeline.expires_at);
+        self.life = Some(Box::new(life));
+        self
+    }
+
+    pub fn life(&self) -> Option<&Life> {
+        self.life.as_deref()
+    }
+
+    /// Where the entry is in its life at `now`.
+    pub fn stage(&self, now: Instant) -> Stage {
+        match (&self.life, self.is_fresh(now)) {
+            (Some(life), _) => life.timeline.stage(now),
+            (None, true) => Stage::Fresh,
+            (None, false) => Stage::Gone,
+        }
+    }
+
+    /// How long the cache must still hold the entry: its TTL, or its last
+    /// stale window.
+    pub fn keep_for(&self, now: Instant) -> Option<Duration> {
+        match &self.life {
+            Some(life) => Some(life.timeline.keep_until().saturating_duration_since(now)),
+            None => self.remaining(now),
+        }
+    }
+
+    /// How long ago the origin made the value, where the entry knows.
+    pub fn age(&self, now: Instant) -> Option<Duration> {
+        self.life
+            .as_ref()
+            .map(|life| now.saturating_duration_since(life.born))
+    }
+
+    /// Claims the one background reload for this entry at `now`: true for
+    /// the first caller, and again once [`REFRESH_RETRY`] has passed (the
+    /// reload failed and the entry is still here).
+    pub fn claim_refresh(&self, now: Instant) -> bool {
+        let Some(life) = &self.life else {
+            return false;
+        };
+        let at = u64::try_from(now.saturating_duration_since(life.born).as_millis())
+            .unwrap_or(u64::MAX - 1)
+            + 1;
+        let started = life.refresh_started.load(Ordering::Relaxed);
+        let retry = u64::try_from(REFRESH_RETRY.as_millis()).unwrap_or(u64::MAX);
+        if started != 0 && at < started.saturating_add(retry) {
+            return false;
+        }
+        life.refresh_started
+            .compare_exchange(started, at, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Notes a read at `second` (of [`Recency`]). Most reads find the
@@ -180,10 +359,9 @@ impl Entry {
     pub fn fresh(&self, now: Instant) -> Option<Fresh> {
         match &self.kind {
             EntryKind::Found(value) => Some(Fresh {
-                value: value.clone(),
-                ttl: self.remaining(now),
-                no_store: false,
+                ttl: self.copy_remaining(now),
                 version: self.version,
+                ..Fresh::new(value.clone())
             }),
             EntryKind::NotFound => None,
         }
@@ -198,15 +376,31 @@ impl Entry {
         self.expires_at.map(|at| at.saturating_duration_since(now))
     }
 
+    /// How long a copy elsewhere may live: until expiry, or until the
+    /// owner refreshes the entry, whichever is sooner.
+    pub fn copy_remaining(&self, now: Instant) -> Option<Duration> {
+        match &self.life {
+            Some(life) => Some(life.timeline.copy_until().saturating_duration_since(now)),
+            None => self.remaining(now),
+        }
+    }
+
     /// What the entry weighs against the cache's capacity.
     pub fn weight(&self) -> u32 {
         let value = match &self.kind {
             EntryKind::Found(value) => Some(value),
             EntryKind::NotFound => None,
         };
-        u32::try_from(weight_of(&self.key, value)).unwrap_or(u32::MAX)
+        let life = self
+            .life
+            .as_ref()
+            .map_or(0, |life| LIFE_OVERHEAD + life.validators.len() as u64);
+        u32::try_from(weight_of(&self.key, value) + life).unwrap_or(u32::MAX)
     }
 }
+
+/// What a [`Life`] adds to an entry beyond its validators' bytes.
+const LIFE_OVERHEAD: u64 = std::mem::size_of::<Life>() as u64;
 
 /// What an entry of `key` and `value` (`None`: a remembered 404) weighs:
 /// key, value bytes, content type and [`ENTRY_OVERHEAD`]. The config keeps

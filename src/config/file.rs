@@ -167,8 +167,25 @@ pub struct FileGroup {
     #[serde(default, deserialize_with = "boolean::strict")]
     pub read_only: Option<bool>,
     pub max_value: Option<Size>,
+    pub refresh_ahead: Option<f64>,
+    #[serde(default, with = "duration")]
+    pub stale_while_revalidate: Option<Duration>,
+    #[serde(default, with = "duration")]
+    pub stale_if_error: Option<Duration>,
+    pub ttl_jitter: Option<f64>,
+    pub max_concurrent_loads: Option<u32>,
+    pub max_queued_loads: Option<u32>,
+    pub circuit_breaker: Option<FileCircuitBreaker>,
     /// Required but where a program embedding shoal gives the loader.
     pub loader: Option<FileLoader>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCircuitBreaker {
+    pub failures: Option<u32>,
+    #[serde(default, with = "duration")]
+    pub cool_down: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]

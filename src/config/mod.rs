@@ -54,8 +54,9 @@ pub use resolve::resolve;
 pub(crate) use resolve::resolve_embedded;
 pub use seed::{Seed, SeedError, SeedHost};
 pub use types::{
-    ChurnConfig, Config, GossipConfig, GroupConfig, KubernetesConfig, LoaderConfig,
-    MembershipConfig, NodeConfig, PeerConfig, Ports, SwimConfig, UrlTemplate,
+    ChurnConfig, CircuitBreaker, Config, Freshness, GossipConfig, GroupConfig, KubernetesConfig,
+    LoaderConfig, MembershipConfig, NodeConfig, OriginLimits, PeerConfig, Ports, SwimConfig,
+    UrlTemplate,
 };
 
 const DEFAULT_SERVICE_PORT: u16 = 3000;

@@ -219,8 +219,65 @@ pub struct GroupConfig {
     pub read_only: bool,
     /// Larger values are served but not cached (and refused by PUT).
     pub max_value: u64,
+    /// Refresh ahead, the stale windows and TTL jitter.
+    pub freshness: Freshness,
+    /// How many origin loads this node sends at once, and the breaker.
+    pub origin: OriginLimits,
     /// Where values come from.
     pub loader: LoaderConfig,
+}
+
+/// When an owner refreshes its entries and serves them stale (all off by
+/// default: fresh until the TTL, then gone, as in groupcache). The logic
+/// that reads these is the cache's (`cache::freshness`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Freshness {
+    /// Fraction of an entry's TTL after which a hit also starts a
+    /// background reload; 0: off.
+    pub refresh_ahead: f64,
+    /// How long after expiry an entry is served at once while one
+    /// background reload runs; `None`: off.
+    pub stale_while_revalidate: Option<Duration>,
+    /// How long after expiry an entry is served in place of a failed
+    /// reload; `None`: off.
+    pub stale_if_error: Option<Duration>,
+    /// Each stored TTL is shortened by a random fraction below this; 0: off.
+    pub ttl_jitter: f64,
+}
+
+/// What protects a group's origin from this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginLimits {
+    /// Origin loads in flight at once; `None`: unbounded.
+    pub max_concurrent_loads: Option<usize>,
+    /// Loads that may wait for a slot; past it, 503 `origin-overloaded`.
+    pub max_queued_loads: usize,
+    /// How long a load may wait for a slot: `peer.timeout` less the
+    /// loader's timeout, so that a peer waiting on it does not give up
+    /// first.
+    pub queue_wait: Duration,
+    /// `None`: no breaker.
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+impl Default for OriginLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_loads: None,
+            max_queued_loads: 0,
+            queue_wait: Duration::ZERO,
+            circuit_breaker: None,
+        }
+    }
+}
+
+/// The origin's circuit breaker (`circuit_breaker:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    /// Consecutive failed loads that open the circuit.
+    pub failures: u32,
+    /// How long it stays open before one probe load.
+    pub cool_down: Duration,
 }
 
 impl GroupConfig {
@@ -242,6 +299,8 @@ impl Default for GroupConfig {
             negative_ttl: None,
             read_only: false,
             max_value: super::DEFAULT_MAX_VALUE,
+            freshness: Freshness::default(),
+            origin: OriginLimits::default(),
             loader: LoaderConfig::Embedded,
         }
     }

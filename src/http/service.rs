@@ -16,7 +16,7 @@ use super::admin::Readiness;
 use super::route::{self, Route};
 use crate::cache::{Group, Groups, Requester, Value};
 use crate::metrics::SOURCES;
-use crate::wire::headers::SOURCE_HEADER;
+use crate::wire::headers::{SOURCE_HEADER, mark_stale};
 use crate::wire::{ApiError, ErrorKind, read_body};
 
 pub struct ServiceState {
@@ -91,12 +91,16 @@ async fn get(group: &Arc<Group>, key: &str) -> Response {
     match result {
         Ok(fetched) => {
             let source = fetched.source;
+            let stale = fetched.stale;
             let value = fetched.fresh.value;
             let content_type = value.content_type.unwrap_or(OCTET_STREAM);
             let mut response = Response::new(Body::from(value.bytes));
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, content_type);
             headers.insert(SOURCE_HEADER, HeaderValue::from_static(source.as_str()));
+            if let Some(age) = stale {
+                mark_stale(headers, age);
+            }
             metrics.request_duration[source.index()].observe(started.elapsed().as_secs_f64());
             response
         }

@@ -24,7 +24,7 @@ use crate::error_chain;
 use crate::ring::{Member, MemberId};
 use crate::security::{Keyring, Receiver, RequestParts, Signer, unix_now};
 use crate::wire::ErrorKind;
-use crate::wire::headers::{ERROR_HEADER, TIMEOUT_HEADER};
+use crate::wire::headers::{ERROR_HEADER, TIMEOUT_HEADER, stale_age};
 
 pub struct HttpPeers {
     client: reqwest::Client,
@@ -245,6 +245,7 @@ impl HttpPeers {
         let no_store = headers.contains_key(NO_STORE_HEADER);
         let content_type = headers.get(header::CONTENT_TYPE).cloned();
         let version = protocol::parse_version(headers.get(VERSION_HEADER)).unwrap_or_default();
+        let stale = stale_age(headers);
         let bytes: Bytes = response
             .bytes()
             .await
@@ -252,6 +253,8 @@ impl HttpPeers {
         Ok(Fresh {
             ttl: remaining_ttl,
             no_store,
+            age: stale.unwrap_or_default(),
+            served_stale: stale.is_some(),
             ..Fresh::new(Value::new(bytes, content_type)).versioned(version)
         })
     }
@@ -438,6 +441,12 @@ fn reported_error(
         Ok(ErrorKind::OriginFailure) => PeerError::Origin(LoadError::Failure(message)),
         Ok(ErrorKind::OriginTimeout) => PeerError::Origin(LoadError::Timeout(origin_timeout)),
         Ok(ErrorKind::ValueTooLarge) => PeerError::ValueTooLarge(message),
+        Ok(kind @ (ErrorKind::OriginOverloaded | ErrorKind::OriginCircuitOpen)) => {
+            PeerError::OriginRefused {
+                circuit_open: kind == ErrorKind::OriginCircuitOpen,
+                detail: message,
+            }
+        }
         _ => PeerError::Failed(format!("answered {status} {kind}: {message}")),
     }
 }
@@ -480,6 +489,20 @@ mod tests {
         assert_eq!(
             reported(StatusCode::GATEWAY_TIMEOUT, "origin-timeout"),
             PeerError::Origin(LoadError::Timeout(Duration::from_secs(2)))
+        );
+        assert_eq!(
+            reported(StatusCode::SERVICE_UNAVAILABLE, "origin-overloaded"),
+            PeerError::OriginRefused {
+                circuit_open: false,
+                detail: "why".to_owned()
+            }
+        );
+        assert_eq!(
+            reported(StatusCode::SERVICE_UNAVAILABLE, "origin-circuit-open"),
+            PeerError::OriginRefused {
+                circuit_open: true,
+                detail: "why".to_owned()
+            }
         );
     }
 

@@ -36,6 +36,7 @@ use super::protocol::{
 use crate::cache::{Fetched, Group, Groups, HANDOFF_BATCH_BYTES, Requester, Value};
 use crate::metrics::Metrics;
 use crate::security::{Keyring, Presented, Refusal, RequestHead, ThisNode, Verifier, unix_now};
+use crate::wire::headers::mark_stale;
 use crate::wire::{ApiError, ErrorKind, read_body};
 
 /// The most body read from a signed request whose path names no group of
@@ -266,9 +267,12 @@ async fn fetch(State(state): State<Arc<PeerState>>, uri: Uri, path: KeyPath) -> 
     }
 }
 
-fn value_response(Fetched { fresh, .. }: Fetched) -> Response {
+fn value_response(Fetched { fresh, stale, .. }: Fetched) -> Response {
     let mut response = Response::new(Body::from(fresh.value.bytes));
     let headers = response.headers_mut();
+    if let Some(age) = stale {
+        mark_stale(headers, age);
+    }
     if let Some(content_type) = fresh.value.content_type {
         headers.insert(header::CONTENT_TYPE, content_type);
     }

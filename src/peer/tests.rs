@@ -109,6 +109,7 @@ impl Server {
             loader: LoaderConfig::Demo {
                 delay: Duration::ZERO,
             },
+            ..GroupConfig::default()
         };
         let group = Arc::new(Group::new(
             "g",

@@ -14,7 +14,7 @@ use super::{FlightResult, Group};
 use crate::cache::epochs::Epoch;
 use crate::cache::handoff::{self, HandedOff, HandoffReceipt};
 use crate::cache::peers::{Ask, PeerError};
-use crate::cache::value::{Entry, EntryKind, Fetched, Fresh, Source, key_digest, worth_storing};
+use crate::cache::value::{EntryKind, Fetched, Fresh, Source, key_digest, worth_storing};
 use crate::ring::{Member, MemberId, Ring};
 
 /// Successors asked, one after another, when an owner cannot be reached.
@@ -101,20 +101,10 @@ impl Group {
         };
         churn.previous_owner_hits.inc();
         if !copy.no_store && worth_storing(copy.ttl) && self.fits(&copy.value) {
-            self.keep(
-                &self.main,
-                key,
-                digest,
-                epoch,
-                EntryKind::Found(copy.value.clone()),
-                copy.ttl,
-                copy.version,
-            );
+            let entry = self.owner_entry(key, &copy, Instant::now());
+            self.keep_entry(&self.main, digest, epoch, entry);
         }
-        Some(Fetched {
-            fresh: copy,
-            source: Source::Peer,
-        })
+        Some(Fetched::fresh(copy, Source::Peer))
     }
 
     /// The owner cannot be connected to: the next distinct member clockwise
@@ -141,7 +131,8 @@ impl Group {
                 break;
             };
             if successor.id == self.self_id() {
-                return self.load_here(key, digest, hash, true).await;
+                // Inside this key's fetch, which counted the load already.
+                return self.load_here(key, digest, hash, true, None).await.0;
             }
             let timer = self.metrics.peer_duration.start_timer();
             let fetched = self
@@ -189,14 +180,12 @@ impl Group {
                     if newer_here {
                         return false;
                     }
-                    let kept = Entry::new(
-                        &entry.key,
-                        EntryKind::Found(entry.value),
-                        entry.ttl,
-                        now,
-                        entry.version,
-                    );
-                    self.main.insert(digest, kept);
+                    let fresh = Fresh {
+                        ttl: entry.ttl,
+                        ..Fresh::new(entry.value).versioned(entry.version)
+                    };
+                    self.main
+                        .insert(digest, self.owner_entry(&entry.key, &fresh, now));
                     true
                 });
             if kept {

@@ -194,6 +194,7 @@ fn config(capacity: u64, hot_ttl: Option<Duration>) -> GroupConfig {
         read_only: false,
         max_value: 1 << 20,
         loader: LoaderConfig::Demo { delay: DELAY },
+        ..GroupConfig::default()
     }
 }
 

@@ -7,12 +7,18 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::Source;
-use crate::config::file::{FileGroup, FileLoader};
+use crate::config::file::{FileCircuitBreaker, FileGroup, FileLoader};
 use crate::config::{
-    ConfigError, DEFAULT_CAPACITY, DEFAULT_DEMO_DELAY, DEFAULT_HOT_FRACTION, DEFAULT_HOT_TTL,
-    DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_VALUE, DEMO_GROUP, ENTRY_OVERHEAD, GroupConfig, LoaderConfig,
-    MAX_VALUE_LIMIT, PeerConfig, UrlTemplate,
+    CircuitBreaker, ConfigError, DEFAULT_CAPACITY, DEFAULT_DEMO_DELAY, DEFAULT_HOT_FRACTION,
+    DEFAULT_HOT_TTL, DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_VALUE, DEMO_GROUP, ENTRY_OVERHEAD,
+    Freshness, GroupConfig, LoaderConfig, MAX_VALUE_LIMIT, OriginLimits, PeerConfig, UrlTemplate,
 };
+
+/// Unwritten, `max_queued_loads` is this many times `max_concurrent_loads`.
+const DEFAULT_QUEUED_PER_LOAD: usize = 4;
+/// A `circuit_breaker:` section's defaults.
+const DEFAULT_BREAKER_FAILURES: u32 = 5;
+const DEFAULT_BREAKER_COOL_DOWN: Duration = Duration::from_secs(10);
 
 /// The groups and the default group. Every loader must finish within
 /// `peer.timeout`, or a peer would give up on an owner still loading.
@@ -48,8 +54,12 @@ pub(super) fn resolve(
             ),
         ));
     }
-    for (group_name, group) in &groups {
+    let mut groups = groups;
+    for (group_name, group) in &mut groups {
         let slowest = group.loader.max_duration();
+        // A queued load may wait only as long as leaves the loader its
+        // time before a peer waiting on it gives up.
+        group.origin.queue_wait = peer.timeout.saturating_sub(slowest);
         if peer.timeout <= slowest {
             return Err(ConfigError::field(
                 "peer.timeout",
@@ -202,6 +212,18 @@ fn resolve_group(
             }
         }
     };
+    let freshness = Freshness {
+        refresh_ahead: fraction(group.refresh_ahead, &field("refresh_ahead"))?,
+        stale_while_revalidate: nonzero(group.stale_while_revalidate),
+        stale_if_error: nonzero(group.stale_if_error),
+        ttl_jitter: fraction(group.ttl_jitter, &field("ttl_jitter"))?,
+    };
+    let origin = origin_limits(
+        group.max_concurrent_loads,
+        group.max_queued_loads,
+        group.circuit_breaker,
+        &field,
+    )?;
     Ok(GroupConfig {
         capacity,
         hot_fraction,
@@ -210,6 +232,68 @@ fn resolve_group(
         negative_ttl: nonzero(group.negative_ttl),
         read_only: group.read_only.unwrap_or(false),
         max_value,
+        freshness,
+        origin,
         loader,
+    })
+}
+
+/// A fraction of a TTL: at least 0 (off) and below 1.
+fn fraction(value: Option<f64>, field: &str) -> Result<f64, ConfigError> {
+    let value = value.unwrap_or(0.0);
+    if !(0.0..1.0).contains(&value) {
+        return Err(ConfigError::field(
+            field,
+            format!(
+                "{value} is not a fraction of the TTL: use at least 0 (off) and below 1, e.g. 0.8"
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+/// `max_concurrent_loads`, `max_queued_loads` and `circuit_breaker`. The
+/// queue's wait is set once `peer.timeout` is known.
+fn origin_limits(
+    max_concurrent: Option<u32>,
+    max_queued: Option<u32>,
+    breaker: Option<FileCircuitBreaker>,
+    field: &dyn Fn(&str) -> String,
+) -> Result<OriginLimits, ConfigError> {
+    let max_concurrent_loads = max_concurrent.filter(|&n| n > 0).map(|n| n as usize);
+    let max_queued_loads = match (max_concurrent_loads, max_queued) {
+        (None, Some(_)) => {
+            return Err(ConfigError::field(
+                field("max_queued_loads"),
+                "bounds the wait for one of max_concurrent_loads' slots: set max_concurrent_loads too",
+            ));
+        }
+        (Some(_), Some(queued)) => queued as usize,
+        (Some(concurrent), None) => concurrent.saturating_mul(DEFAULT_QUEUED_PER_LOAD),
+        (None, None) => 0,
+    };
+    let circuit_breaker = match breaker {
+        None => None,
+        Some(breaker) => {
+            let failures = breaker.failures.unwrap_or(DEFAULT_BREAKER_FAILURES);
+            let cool_down = breaker.cool_down.unwrap_or(DEFAULT_BREAKER_COOL_DOWN);
+            if cool_down.is_zero() {
+                return Err(ConfigError::field(
+                    field("circuit_breaker.cool_down"),
+                    "must be above 0: it is how long the circuit stays open before a probe",
+                ));
+            }
+            // `failures: 0` turns the breaker off.
+            (failures > 0).then_some(CircuitBreaker {
+                failures,
+                cool_down,
+            })
+        }
+    };
+    Ok(OriginLimits {
+        max_concurrent_loads,
+        max_queued_loads,
+        queue_wait: Duration::ZERO,
+        circuit_breaker,
     })
 }

@@ -1,0 +1,211 @@
+//! Loads from the group's origin: through the [`OriginGuard`] (the bound on
+//! loads in flight and the circuit breaker), as owner or as a fallback,
+//! and as a revalidation of an entry held, where a `304` renews its life
+//! without a body.
+
+use std::future::Future;
+
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::{FlightResult, Group, origin_error};
+use crate::cache::epochs::Epoch;
+use crate::cache::error::GroupError;
+use crate::cache::loader::{LoadError, NotModified, Reloaded};
+use crate::cache::origin_guard::{OriginError, Refusal};
+use crate::cache::value::{
+    Entry, EntryKind, Fetched, Fresh, Source, hot_ttl, owner_ttl, worth_storing,
+};
+use crate::cache::version::Version;
+
+impl Group {
+    /// Runs one loader call through the guard, counted and timed.
+    async fn call_origin<T>(
+        &self,
+        key: &str,
+        load: impl Future<Output = Result<T, LoadError>>,
+    ) -> Result<T, OriginError> {
+        let metrics = &self.metrics;
+        let counted = async {
+            metrics.local_loads.inc();
+            let timer = metrics.origin_duration.start_timer();
+            let loaded = load.await;
+            timer.observe_duration();
+            if let Err(error) = &loaded {
+                metrics.local_load_errors.inc();
+                debug!(group = %self.name, key, %error, "origin load failed");
+            }
+            loaded
+        };
+        self.guard.call(counted).await
+    }
+
+    /// Loads `key`, or revalidates `reloading` where its origin gave
+    /// validators, and keeps the value as owner.
+    pub(super) async fn load_as_owner(
+        &self,
+        key: &str,
+        digest: u128,
+        epoch: Epoch,
+        version: Version,
+        reloading: Option<&Entry>,
+    ) -> FlightResult {
+        let validators = reloading
+            .and_then(Entry::life)
+            .map(|life| &life.validators)
+            .filter(|validators| !validators.is_empty());
+        let loaded = match validators {
+            Some(validators) => {
+                let reloaded = self
+                    .call_origin(key, self.loader.reload_boxed(key, validators))
+                    .await;
+                let counters = &self.metrics.freshness;
+                match &reloaded {
+                    Ok(Reloaded::NotModified(_)) => counters.not_modified.inc(),
+                    Ok(Reloaded::Modified(_)) => counters.modified.inc(),
+                    Err(_) => counters.revalidation_failed.inc(),
+                }
+                reloaded
+            }
+            None => self
+                .call_origin(key, self.loader.load_boxed(key))
+                .await
+                .map(Reloaded::Modified),
+        };
+        let loaded = match loaded {
+            Ok(Reloaded::Modified(loaded)) => loaded,
+            Ok(Reloaded::NotModified(renewal)) => {
+                match reloading.and_then(|entry| renewed(entry, renewal)) {
+                    Some(loaded) => loaded,
+                    // A 304 for nothing held (a loader's mistake): load anew.
+                    None => self
+                        .call_origin(key, self.loader.load_boxed(key))
+                        .await
+                        .map_err(|e| self.origin_failure(e))?,
+                }
+            }
+            Err(OriginError::Load(LoadError::NotFound)) => {
+                let now = Instant::now();
+                let entry = self
+                    .config
+                    .negative_ttl
+                    .map(|ttl| Entry::new(key, EntryKind::NotFound, Some(ttl), now, version));
+                // The origin has no value now: what this node held goes too.
+                self.epochs.store_if_current(digest, epoch, || match entry {
+                    Some(entry) => self.main.insert(digest, entry),
+                    None => self.main.remove(digest),
+                });
+                return Err(GroupError::OriginNotFound);
+            }
+            Err(error) => return Err(self.origin_failure(error)),
+        };
+        let mut fresh = self.as_owner(loaded, version);
+        if !fresh.no_store && self.fits(&fresh.value) {
+            let now = Instant::now();
+            let entry = self.owner_entry(key, &fresh, now);
+            // What copies elsewhere may keep: the stored entry's time, jittered.
+            fresh.ttl = entry.copy_remaining(now);
+            self.keep_entry(&self.main, digest, epoch, entry);
+        }
+        Ok(Fetched::fresh(fresh, Source::Origin))
+    }
+
+    /// The owner cannot be reached: load here, and keep the value only as a
+    /// hot copy, since this node is not the owner.
+    pub(super) async fn load_as_fallback(
+        &self,
+        key: &str,
+        digest: u128,
+        epoch: Epoch,
+    ) -> FlightResult {
+        let version = self.cluster.clock.now();
+        let loaded = self
+            .call_origin(key, self.loader.load_boxed(key))
+            .await
+            .map_err(|e| self.origin_failure(e))?;
+        let fresh = self.as_owner(loaded, version);
+        let copy_ttl = hot_ttl(fresh.ttl, self.config.hot_ttl);
+        if !fresh.no_store && worth_storing(copy_ttl) && self.fits(&fresh.value) {
+            self.keep(
+                &self.hot,
+                key,
+                digest,
+                epoch,
+                EntryKind::Found(fresh.value.clone()),
+                copy_ttl,
+                version,
+            );
+        }
+        Ok(Fetched::fresh(fresh, Source::Origin))
+    }
+
+    /// A value the loader gave, as its owner serves it: the group's TTL
+    /// caps the origin's, a value with no time left is not stored, and it
+    /// carries the version of the load.
+    pub(super) fn as_owner(&self, loaded: Fresh, version: Version) -> Fresh {
+        let ttl = owner_ttl(self.config.ttl, loaded.ttl);
+        Fresh {
+            ttl,
+            no_store: loaded.no_store || !worth_storing(ttl),
+            ..loaded.versioned(version)
+        }
+    }
+
+    /// An origin failure or the guard's refusal, in words a user can act on.
+    pub(super) fn origin_failure(&self, error: OriginError) -> GroupError {
+        let limits = &self.config.origin;
+        match error {
+            OriginError::Load(error) => origin_error(error),
+            OriginError::Refused(Refusal::Overloaded { max_concurrent }) => {
+                GroupError::OriginOverloaded(
+                    format!(
+                        "group `{}` already has {max_concurrent} origin loads in flight at this node (max_concurrent_loads) and {} waiting (max_queued_loads); try again shortly",
+                        self.name, limits.max_queued_loads
+                    )
+                    .into(),
+                )
+            }
+            OriginError::Refused(Refusal::CircuitOpen { retry_in }) => {
+                let failures = limits.circuit_breaker.map_or(0, |b| b.failures);
+                GroupError::OriginCircuitOpen(
+                    format!(
+                        "the origin of group `{}` failed {failures} loads in a row, so this node does not ask it for {} (circuit_breaker); then one load probes it",
+                        self.name,
+                        humantime::format_duration(retry_in)
+                    )
+                    .into(),
+                )
+            }
+        }
+    }
+}
+
+/// The held entry's value with the freshness a `304` gave it: what the
+/// answer leaves out stays as it was. `None` for a remembered 404.
+fn renewed(entry: &Entry, renewal: NotModified) -> Option<Fresh> {
+    let EntryKind::Found(value) = &entry.kind else {
+        return None;
+    };
+    let life = entry.life()?;
+    let validators = if renewal.validators.is_empty() {
+        life.validators.clone()
+    } else {
+        renewal.validators
+    };
+    let stale = crate::cache::freshness::StaleDirectives {
+        while_revalidate: renewal
+            .stale
+            .while_revalidate
+            .or(life.origin.while_revalidate),
+        if_error: renewal.stale.if_error.or(life.origin.if_error),
+    };
+    Some(
+        Fresh {
+            ttl: Some(renewal.ttl.unwrap_or(life.ttl)),
+            age: renewal.age,
+            ..Fresh::new(value.clone())
+        }
+        .with_validators(validators)
+        .with_stale(stale),
+    )
+}
