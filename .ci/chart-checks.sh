@@ -219,6 +219,20 @@ render churn --set mode=deployment --set churn.previous_rings_window=10m --set c
 render groups --set mode=deployment --set replicaCount=5 -f deploy/sidecar-example-values.yaml \
   --set mode=deployment --set sidecar.example.enabled=false --set membership.profile=fast \
   --set membership.overrides.probe_interval=2s
+cat >"$WORK/freshness-values.yaml" <<'VALUES'
+groups:
+  users:
+    ttl: 5m
+    refresh_ahead: 0.8
+    stale_while_revalidate: 30s
+    stale_if_error: 10m
+    ttl_jitter: 0.1
+    max_concurrent_loads: 16
+    max_queued_loads: 64
+    circuit_breaker: { failures: 5, cool_down: 10s }
+    loader: { http: { url: "http://127.0.0.1:8080/users/{key}", timeout: 2s } }
+VALUES
+render freshness -f "$WORK/freshness-values.yaml"
 ok "$(wc -l <"$WORK/renders/index.tsv") renders ($n in the mode x toggle matrix)"
 
 # What each render must hold, given the values it was rendered with.
@@ -525,6 +539,12 @@ must_refuse "an unknown churn key" "additional properties 'handof' not allowed" 
 must_refuse "a churn duration without a unit" "previous_rings_window" --set-string churn.previous_rings_window=5
 must_refuse "a churn size in the wrong unit" "handoff_max_bytes" --set churn.handoff_max_bytes=256MB
 must_refuse "a churn switch that is not a boolean" "handoff" --set-string churn.handoff=yes
+must_refuse "a refresh_ahead of a whole TTL" "refresh_ahead" \
+  --set groups.g.loader.demo.delay=1s --set groups.g.refresh_ahead=1
+must_refuse "an unknown circuit_breaker key" "additional properties 'cooldown' not allowed" \
+  --set groups.g.loader.demo.delay=1s --set groups.g.circuit_breaker.cooldown=10s
+must_refuse "a stale window without a unit" "stale_if_error" \
+  --set groups.g.loader.demo.delay=1s --set-string groups.g.stale_if_error=600
 must_refuse "a default group that does not exist" "is not one of groups" -f deploy/sidecar-example-values.yaml --set defaultGroup=nope
 must_refuse "sidecar RBAC without the app's ServiceAccount" "sidecar.serviceAccountName" \
   --set mode=sidecar --set kubernetesDiscovery.enabled=true
@@ -633,7 +653,8 @@ check_config sidecar-example "$WORK/renders/sidecar-example.yaml"
 check_config moved-ports "$WORK/renders/moved-ports.yaml"
 check_config groups "$WORK/renders/groups.yaml"
 check_config deploy-shoal deploy/shoal.yaml
-ok "check-config: daemonset, deployment, sidecar, sidecar example, moved ports, groups + fast profile, deploy/shoal.yaml"
+check_config freshness "$WORK/renders/freshness.yaml"
+ok "check-config: daemonset, deployment, sidecar, sidecar example, moved ports, groups + fast profile, deploy/shoal.yaml, freshness + origin protection"
 # kubernetesDiscovery.enabled adds discovery.kubernetes; until the node
 # knows that key, check-config refuses it by name, and only that is excused.
 if out=$(check_config discovery "$WORK/renders/m4.yaml" 2>&1); then

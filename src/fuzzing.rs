@@ -412,6 +412,25 @@ fn assert_resolved(config: &config::Config) {
             config.peer.timeout,
             group.loader.max_duration()
         );
+        let freshness = &group.freshness;
+        for fraction in [freshness.refresh_ahead, freshness.ttl_jitter] {
+            assert!((0.0..1.0).contains(&fraction), "{name}: {freshness:?}");
+        }
+        let origin = &group.origin;
+        assert!(
+            origin.max_concurrent_loads.is_some() || origin.max_queued_loads == 0,
+            "{name}: a queue without a bound: {origin:?}"
+        );
+        assert!(
+            origin.queue_wait + group.loader.max_duration() <= config.peer.timeout,
+            "{name}: a queued load could outlast the peer timeout: {origin:?}"
+        );
+        assert!(
+            origin
+                .circuit_breaker
+                .is_none_or(|b| b.failures > 0 && !b.cool_down.is_zero()),
+            "{name}: {origin:?}"
+        );
     }
 }
 
