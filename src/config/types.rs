@@ -252,9 +252,9 @@ pub struct OriginLimits {
     pub max_concurrent_loads: Option<usize>,
     /// Loads that may wait for a slot; past it, 503 `origin-overloaded`.
     pub max_queued_loads: usize,
-    /// How long a load may wait for a slot: `peer.timeout` less the
-    /// loader's timeout, so that a peer waiting on it does not give up
-    /// first.
+    /// How long a load may wait for a slot: half of what `peer.timeout`
+    /// leaves after the loader's timeout, so that a peer waiting on it
+    /// does not give up first, network time included.
     pub queue_wait: Duration,
     /// `None`: no breaker.
     pub circuit_breaker: Option<CircuitBreaker>,

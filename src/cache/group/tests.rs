@@ -1,5 +1,8 @@
 //! Group policy under paused time, with the demo loader as origin and an
-//! in-memory stand-in for the other node.
+//! in-memory stand-in for the other node; `freshness` has a scripted
+//! origin for refreshes, stale answers and revalidation.
+
+mod freshness;
 
 use crate::cache::{HandedOff, HandoffReceipt};
 use crate::ring::RingHistory;
@@ -234,6 +237,20 @@ impl Setup {
         config: GroupConfig,
         peers: Arc<FakePeers>,
     ) -> (Arc<Group>, RingHistory, watch::Sender<Arc<Rings>>) {
+        self.build_loading(
+            config,
+            peers,
+            Arc::new(crate::loader::DemoLoader::new(DELAY)),
+        )
+    }
+
+    /// As [`Setup::build`], with `loader` as the origin.
+    fn build_loading(
+        &self,
+        config: GroupConfig,
+        peers: Arc<FakePeers>,
+        loader: Arc<dyn DynLoader>,
+    ) -> (Arc<Group>, RingHistory, watch::Sender<Arc<Rings>>) {
         // As a node starts: alone, then with the others.
         let mut history = RingHistory::new(Rings::new(
             id(ME),
@@ -255,7 +272,7 @@ impl Setup {
         let group = Arc::new(Group::new(
             "g",
             config,
-            Arc::new(crate::loader::DemoLoader::new(DELAY)),
+            loader,
             cluster,
             Metrics::new().group("g"),
         ));

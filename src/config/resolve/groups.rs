@@ -58,8 +58,8 @@ pub(super) fn resolve(
     for (group_name, group) in &mut groups {
         let slowest = group.loader.max_duration();
         // A queued load may wait only as long as leaves the loader its
-        // time before a peer waiting on it gives up.
-        group.origin.queue_wait = peer.timeout.saturating_sub(slowest);
+        // time, and the network some, before a peer waiting on it gives up.
+        group.origin.queue_wait = peer.timeout.saturating_sub(slowest) / 2;
         if peer.timeout <= slowest {
             return Err(ConfigError::field(
                 "peer.timeout",
