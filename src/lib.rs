@@ -72,7 +72,11 @@
 //!   used).
 //! - `cache`: groups: main and hot caches (moka, weighed in bytes),
 //!   singleflight, TTLs, invalidation epochs, hot admission, stats; the
-//!   [`Loader`] trait and [`Fresh`], the one value-with-freshness type; and
+//!   [`Loader`] trait and [`Fresh`], the one value-with-freshness type;
+//!   freshness (refresh ahead, stale-while-revalidate, stale-if-error, TTL
+//!   jitter: pure stages of an entry's life) and revalidation with the
+//!   origin's validators; origin protection (a bound on loads in flight
+//!   with a bounded queue, and a circuit breaker); and
 //!   what keeps the cache warm through churn: previous-owner peeks,
 //!   successor failover, handoff planning, write versions (a hybrid logical
 //!   clock) and the record of superseded writes. Reads the rings from a
