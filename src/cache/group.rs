@@ -297,6 +297,11 @@ impl Group {
             Requester::Peer | Requester::Successor => None,
         };
         let Some(owner) = owner else {
+            if let Some(held) = &stale
+                && let Some(answer) = self.reload_recently_tried(held, digest).await
+            {
+                return answer;
+            }
             let (result, role) = self
                 .load_here(
                     key,

@@ -94,6 +94,12 @@ where
         (result.await, role)
     }
 
+    /// Joins the load running for `key`, if there is one; never starts one.
+    pub async fn join(&self, key: &K) -> Option<V> {
+        let running = self.lock().get(key).map(|flight| flight.result.clone())?;
+        Some(running.await)
+    }
+
     /// Detaches the flight for `key`, if any: its waiters still get its
     /// result, but later callers start a new load.
     pub fn forget(&self, key: &K) {
@@ -186,6 +192,17 @@ mod tests {
             .count();
         assert_eq!(leaders, 1);
         assert!(results.iter().all(|r| matches!(r, Ok((Ok(7), _)))));
+        assert_eq!(flights.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn join_shares_a_running_load_and_never_starts_one() {
+        let flights = flights();
+        assert_eq!(flights.join(&"k".to_owned()).await, None);
+        let slow = spawn_slow_load(&flights);
+        tokio::task::yield_now().await;
+        assert_eq!(flights.join(&"k".to_owned()).await, Some(Ok(1)));
+        assert_eq!(slow.await.expect("no panic").0, Ok(1));
         assert_eq!(flights.in_flight(), 0);
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{FlightResult, Group, Requester, from_entry};
+use super::{FlightKind, FlightResult, Group, Requester, from_entry};
 use crate::cache::error::GroupError;
 use crate::cache::freshness::{Stage, StaleDirectives};
 use crate::cache::value::{Entry, EntryKind, Fetched, Fresh, Life, Source};
@@ -115,6 +115,30 @@ impl Group {
         }
         self.metrics.freshness.stale_if_error.inc();
         stale_answer(entry, now)
+    }
+
+    /// For an expired entry that may be served if its reload fails: when a
+    /// reload of it started within the retry interval, the answer without
+    /// asking the origin again. The reload's, if it still runs; else (it
+    /// failed, or is about to start) the stale value. So an origin that
+    /// fails is asked about each key once a second, not once a read.
+    /// `None`: this caller reloads it.
+    pub(super) async fn reload_recently_tried(
+        &self,
+        held: &Entry,
+        digest: u128,
+    ) -> Option<FlightResult> {
+        if held.claim_refresh(Instant::now()) {
+            return None;
+        }
+        let result = match self.flights.join(&(digest, FlightKind::Load)).await {
+            Some(result) => result,
+            None if held.stage(Instant::now()) == Stage::Gone => return None,
+            None => Err(GroupError::OriginFailure(
+                "the last reload of this key failed moments ago".into(),
+            )),
+        };
+        Some(self.or_stale_if_error(result, Some(held)))
     }
 
     /// The entry an owner keeps for `fresh`, its TTL shortened by the

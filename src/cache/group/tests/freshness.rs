@@ -204,6 +204,25 @@ async fn a_failed_reload_serves_the_stale_value_until_its_window_ends() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failing_origin_is_asked_about_a_key_once_a_second_not_once_a_read() {
+    let (group, origin, key) = owner_group(fresh_config(all_on(), OriginLimits::default()));
+    get(&group, &key).await.expect("load");
+    origin.answer(Answer::Fail);
+    tokio::time::advance(TTL + Duration::from_secs(6)).await;
+    let asked = origin.loads();
+    for _ in 0..10 {
+        let stale = get(&group, &key).await.expect("stale");
+        assert!(stale.stale.is_some());
+        tokio::time::advance(Duration::from_millis(50)).await;
+    }
+    assert_eq!(origin.loads(), asked + 1, "one reload for ten reads");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    get(&group, &key).await.expect("stale");
+    assert_eq!(origin.loads(), asked + 2, "and another a second later");
+    assert_eq!(group.metrics.freshness.stale_if_error.get(), 11);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_not_found_drops_what_was_held() {
     let (group, origin, key) = owner_group(fresh_config(all_on(), OriginLimits::default()));
     get(&group, &key).await.expect("load");
