@@ -178,14 +178,13 @@ async fn run(args: Args) -> Result<()> {
     }
     progress!(
         "{version}; results in {}; modes {:?}; {} s at {} reads/s per mode over {} keys; \
-         outage {}–{} s; origin {} ms",
+         {}; origin {} ms",
         args.out.display(),
         args.modes.iter().map(|m| m.name()).collect::<Vec<_>>(),
         args.duration.as_secs(),
         args.rate,
         args.keys,
-        args.outage_start.as_secs(),
-        (args.outage_start + args.outage_length).as_secs(),
+        report::outage_text(&args),
         args.origin_delay.as_millis()
     );
 

@@ -173,6 +173,19 @@ impl ModeResult {
     }
 }
 
+/// When the origin is down, as the header says it.
+pub fn outage_text(args: &Args) -> String {
+    if args.outage_length.is_zero() {
+        "no outage".into()
+    } else {
+        format!(
+            "503 at once during the outage {}–{} s",
+            args.outage_start.as_secs(),
+            args.outage_end().as_secs()
+        )
+    }
+}
+
 pub fn header(
     args: &Args,
     version: &str,
@@ -184,15 +197,14 @@ pub fn header(
         "Freshness, {} — `{}` ({version}), tree {commit}. Per mode a cluster of {NODES} nodes \
          (static peers, loopback), group `ttl: 2s`, loader timeout {LOADER_TIMEOUT}; \
          {} keys of 1 KiB, origin {} ms (an `ETag`, 304 to a matching `If-None-Match`), \
-         503 at once during the outage {}–{} s; {} s of open-loop load at {} reads/s per mode \
+         {}; {} s of open-loop load at {} reads/s per mode \
          (every key read every {:.0} ms, nodes in turn), every mode in the same run and the \
          same seconds.\n",
         utc_stamp(false),
         args.binary.display(),
         args.keys,
         args.origin_delay.as_millis(),
-        args.outage_start.as_secs(),
-        args.outage_end().as_secs(),
+        outage_text(args),
         args.duration.as_secs(),
         args.rate,
         1000.0 * args.keys as f64 / f64::from(args.rate),
@@ -350,7 +362,7 @@ pub fn render(args: &Args, head: &str, modes: &[ModeResult], failures: &[String]
         }
     }
     if !notes.is_empty() {
-        md.push_str("\nFailed reads after the warm-up, by error:\n\n");
+        md.push_str("\nFailures, and failed reads after the warm-up by error:\n\n");
         md.push_str(&notes);
     }
     md
