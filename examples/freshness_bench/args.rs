@@ -19,6 +19,8 @@ pub enum Mode {
     /// Plus stale-while-revalidate, stale-if-error, TTL jitter and a bound
     /// on concurrent loads.
     Full,
+    /// Full, plus a circuit breaker in front of the origin.
+    Guarded,
 }
 
 impl Mode {
@@ -27,13 +29,19 @@ impl Mode {
             Mode::Baseline => "baseline",
             Mode::RefreshAhead => "refresh-ahead",
             Mode::Full => "full",
+            Mode::Guarded => "guarded",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Mode::Baseline, Mode::RefreshAhead, Mode::Full]
-            .into_iter()
-            .find(|m| m.name() == text)
+        [
+            Mode::Baseline,
+            Mode::RefreshAhead,
+            Mode::Full,
+            Mode::Guarded,
+        ]
+        .into_iter()
+        .find(|m| m.name() == text)
     }
 }
 
@@ -63,7 +71,7 @@ impl Args {
 
 const USAGE: &str = "usage: freshness_bench [--duration 60] [--outage-start 20] \
 [--outage-length 20] [--rate 600] [--keys 60] [--origin-delay-ms 100] \
-[--modes baseline,refresh-ahead,full] [--binary target/release/shoal] [--out DIR]";
+[--modes baseline,refresh-ahead,full,guarded] [--binary target/release/shoal] [--out DIR]";
 
 pub fn parse_args() -> Result<Args> {
     let mut args = Args {
@@ -73,7 +81,12 @@ pub fn parse_args() -> Result<Args> {
         rate: 600,
         keys: 60,
         origin_delay: Duration::from_millis(100),
-        modes: vec![Mode::Baseline, Mode::RefreshAhead, Mode::Full],
+        modes: vec![
+            Mode::Baseline,
+            Mode::RefreshAhead,
+            Mode::Full,
+            Mode::Guarded,
+        ],
         binary: PathBuf::from("target/release/shoal"),
         out: PathBuf::from(format!("bench/results/freshness-{}", utc_stamp(true))),
     };
@@ -108,7 +121,7 @@ pub fn parse_args() -> Result<Args> {
                 let mut modes = Vec::new();
                 for name in value.split(',') {
                     let mode = Mode::parse(name).ok_or_else(|| {
-                        anyhow!("unknown mode {name:?}: baseline, refresh-ahead, full")
+                        anyhow!("unknown mode {name:?}: baseline, refresh-ahead, full, guarded")
                     })?;
                     if modes.contains(&mode) {
                         bail!("--modes names {name} twice");

@@ -23,6 +23,14 @@ fn freshness_settings(mode: Mode) -> &'static [&'static str] {
             "ttl_jitter: 0.1",
             "max_concurrent_loads: 16",
         ],
+        Mode::Guarded => &[
+            "refresh_ahead: 0.8",
+            "stale_while_revalidate: 2s",
+            "stale_if_error: 30s",
+            "ttl_jitter: 0.1",
+            "max_concurrent_loads: 16",
+            "circuit_breaker: { failures: 5, cool_down: 2s }",
+        ],
     }
 }
 

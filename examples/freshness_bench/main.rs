@@ -12,7 +12,8 @@
 //! - `baseline`: `ttl: 2s` and nothing else (the behaviour before issue 10);
 //! - `refresh-ahead`: plus `refresh_ahead: 0.8`;
 //! - `full`: plus `stale_while_revalidate: 2s`, `stale_if_error: 30s`,
-//!   `ttl_jitter: 0.1`, `max_concurrent_loads: 16`.
+//!   `ttl_jitter: 0.1`, `max_concurrent_loads: 16`;
+//! - `guarded`: full, plus `circuit_breaker: { failures: 5, cool_down: 2s }`.
 //!
 //! Every tick of the load sends one read to every mode: the same key (keys
 //! in turn) on the same node index (nodes in turn, shifted each round of
@@ -23,7 +24,7 @@
 //! ```text
 //! bench/freshness.sh [--duration 60] [--outage-start 20] [--outage-length 20]
 //!     [--rate 600] [--keys 60] [--origin-delay-ms 100]
-//!     [--modes baseline,refresh-ahead,full] [--binary target/release/shoal]
+//!     [--modes baseline,refresh-ahead,full,guarded] [--binary target/release/shoal]
 //!     [--out DIR]
 //! ```
 //!
@@ -120,13 +121,15 @@ mod origin;
 mod report;
 
 /// A mode's node addresses: a block of its own, `127.0.51.2` and up for
-/// baseline, `127.0.52.x` for refresh-ahead, `127.0.53.x` for full (clear
+/// baseline, `127.0.52.x` for refresh-ahead, `127.0.53.x` for full,
+/// `127.0.54.x` for guarded (clear
 /// of the test suites' blocks, 127.0.31–40 and the next few).
 fn node_addrs(mode: Mode) -> Vec<IpAddr> {
     let block = match mode {
         Mode::Baseline => 51,
         Mode::RefreshAhead => 52,
         Mode::Full => 53,
+        Mode::Guarded => 54,
     };
     (0..NODES)
         .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, block, 2 + i as u8)))
