@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use prometheus::IntGauge;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -86,7 +85,7 @@ impl OriginGuard {
             }
         };
         self.metrics.inflight.inc();
-        let _inflight = Decrement(&self.metrics.inflight);
+        let _inflight = InFlight(&self.metrics);
         let outcome = load.await;
         if let Some((breaker, _)) = &self.breaker {
             let answered = matches!(outcome, Ok(_) | Err(LoadError::NotFound));
@@ -143,11 +142,14 @@ impl OriginGuard {
     }
 }
 
-struct Decrement<'a>(&'a IntGauge);
+/// Takes a load off `shoal_origin_inflight` when it ends, a load whose
+/// caller gave up included. Holds the metrics, not the gauge, so that
+/// `prometheus` stays in `metrics.rs`.
+struct InFlight<'a>(&'a OriginMetrics);
 
-impl Drop for Decrement<'_> {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        self.0.inflight.dec();
     }
 }
 

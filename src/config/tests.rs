@@ -588,3 +588,127 @@ fn an_unwritten_max_value_is_what_one_entry_can_hold() {
         "cannot hold one entry",
     );
 }
+
+#[test]
+fn freshness_fractions_must_be_below_one_and_not_negative() {
+    for (setting, field) in [
+        ("refresh_ahead: 1.0", "groups.g.refresh_ahead"),
+        ("refresh_ahead: -0.1", "groups.g.refresh_ahead"),
+        ("ttl_jitter: 1.5", "groups.g.ttl_jitter"),
+        ("ttl_jitter: -1", "groups.g.ttl_jitter"),
+    ] {
+        refused(
+            &group_with(setting),
+            field,
+            Some(4),
+            "is not a fraction of the TTL",
+        );
+    }
+    let text = group_with("refresh_ahead: 0.8\n    ttl_jitter: 0.1");
+    let config = resolve(&cli(&[]), Some(&file(&text)), &host()).expect(&text);
+    let freshness = config.groups["g"].freshness;
+    assert_eq!(freshness.refresh_ahead, 0.8);
+    assert_eq!(freshness.ttl_jitter, 0.1);
+}
+
+#[test]
+fn freshness_and_origin_protection_are_off_unless_written() {
+    let config = resolve(&cli(&[]), Some(&file(&group_with(""))), &host()).expect("valid");
+    assert_eq!(config.groups["g"].freshness, Freshness::default());
+    let origin = config.groups["g"].origin;
+    assert_eq!(origin.max_concurrent_loads, None);
+    assert_eq!(origin.circuit_breaker, None);
+    // The demo group too.
+    let demo = resolve(&cli(&[]), None, &host()).expect("demo config");
+    assert_eq!(demo.groups["heavy"].freshness, Freshness::default());
+    assert_eq!(demo.groups["heavy"].origin.max_concurrent_loads, None);
+    assert_eq!(demo.groups["heavy"].origin.circuit_breaker, None);
+    // Written as 0, each is off.
+    let zeros = group_with(
+        "refresh_ahead: 0\n    stale_while_revalidate: 0s\n    stale_if_error: 0s\n    ttl_jitter: 0\n    max_concurrent_loads: 0",
+    );
+    let config = resolve(&cli(&[]), Some(&file(&zeros)), &host()).expect(&zeros);
+    assert_eq!(config.groups["g"].freshness, Freshness::default());
+    assert_eq!(config.groups["g"].origin.max_concurrent_loads, None);
+}
+
+#[test]
+fn stale_windows_are_durations() {
+    let text = group_with("stale_while_revalidate: 2s\n    stale_if_error: 10m");
+    let config = resolve(&cli(&[]), Some(&file(&text)), &host()).expect(&text);
+    let freshness = config.groups["g"].freshness;
+    assert_eq!(
+        freshness.stale_while_revalidate,
+        Some(Duration::from_secs(2))
+    );
+    assert_eq!(freshness.stale_if_error, Some(Duration::from_secs(600)));
+    refused(
+        &group_with("stale_if_error: 30"),
+        "groups.g.stale_if_error",
+        Some(4),
+        "has no unit",
+    );
+}
+
+#[test]
+fn the_load_queue_defaults_to_four_per_slot_and_needs_slots() {
+    let text = group_with("max_concurrent_loads: 8");
+    let config = resolve(&cli(&[]), Some(&file(&text)), &host()).expect(&text);
+    let origin = config.groups["g"].origin;
+    assert_eq!(origin.max_concurrent_loads, Some(8));
+    assert_eq!(origin.max_queued_loads, 32);
+    let text = group_with("max_concurrent_loads: 8\n    max_queued_loads: 0");
+    let config = resolve(&cli(&[]), Some(&file(&text)), &host()).expect(&text);
+    assert_eq!(config.groups["g"].origin.max_queued_loads, 0, "no queue");
+    refused(
+        &group_with("max_queued_loads: 64"),
+        "groups.g.max_queued_loads",
+        Some(4),
+        "set max_concurrent_loads too",
+    );
+}
+
+#[test]
+fn a_loads_queue_waits_what_the_peer_timeout_leaves_the_loader() {
+    let text = "peer: { timeout: 5s }\ngroups:\n  g:\n    max_concurrent_loads: 2\n    loader: { http: { url: 'http://o/{key}', timeout: 2s } }\n  d:\n    loader: { demo: { delay: 1s } }\n";
+    let config = resolve(&cli(&[]), Some(&file(text)), &host()).expect(text);
+    assert_eq!(config.groups["g"].origin.queue_wait, Duration::from_secs(3));
+    assert_eq!(config.groups["d"].origin.queue_wait, Duration::from_secs(4));
+}
+
+#[test]
+fn circuit_breaker_defaults_and_its_off_switch() {
+    let text = group_with("circuit_breaker: {}");
+    let config = resolve(&cli(&[]), Some(&file(&text)), &host()).expect(&text);
+    assert_eq!(
+        config.groups["g"].origin.circuit_breaker,
+        Some(CircuitBreaker {
+            failures: 5,
+            cool_down: Duration::from_secs(10),
+        })
+    );
+    let text = group_with("circuit_breaker: { failures: 3, cool_down: 2s }");
+    let config = resolve(&cli(&[]), Some(&file(&text)), &host()).expect(&text);
+    assert_eq!(
+        config.groups["g"].origin.circuit_breaker,
+        Some(CircuitBreaker {
+            failures: 3,
+            cool_down: Duration::from_secs(2),
+        })
+    );
+    let text = group_with("circuit_breaker: { failures: 0 }");
+    let config = resolve(&cli(&[]), Some(&file(&text)), &host()).expect(&text);
+    assert_eq!(config.groups["g"].origin.circuit_breaker, None, "0 is off");
+    refused(
+        &group_with("circuit_breaker: { cool_down: 0s }"),
+        "groups.g.circuit_breaker.cool_down",
+        Some(4),
+        "must be above 0",
+    );
+    refused(
+        &group_with("circuit_breaker: { failures: 3, cooldown: 2s }"),
+        "groups.g.circuit_breaker.cooldown",
+        Some(4),
+        "unknown field",
+    );
+}

@@ -15,6 +15,10 @@
 //! - [`Cluster`]: N nodes with fixed membership (`--peer` lists all of them).
 //! - [`Origin`]: an axum server on `127.0.0.1:0` that records every request as
 //!   it arrived (raw path, query, headers) and answers by key prefix.
+//! - [`ControlledOrigin`]: an origin whose answers the test sets per key
+//!   while it runs (delay, status, hang, versioned body, `ETag`,
+//!   `Last-Modified` with `304`s, `Cache-Control`), counting requests,
+//!   conditional requests, `304`s and the most in flight at once.
 //! - [`Config`]: the YAML config file the nodes get.
 //! - [`Addrs`]: hands out loopback addresses `127.0.X.Y`, one `X` per test file
 //!   (test files run one after another, tests within a file run in parallel),
@@ -26,7 +30,7 @@
 //! One file per job: `wait`, `addrs`, `http` (the client, whole answers, raw
 //! requests, keys as path segments), `config`, `node` (the spec and the
 //! handle), `in_process` and `process` (the two ways a node runs),
-//! `cluster`, `origin`, `keyring`. This file re-exports what the tests use, so every
+//! `cluster`, `origin`, `controlled_origin`, `keyring`. This file re-exports what the tests use, so every
 //! path is `common::X`. `dns.rs`, `fake_kube.rs` and `netns.rs` beside it
 //! are modules of the test crates themselves, each included by `#[path]`
 //! where it is needed.
@@ -35,6 +39,7 @@
 mod addrs;
 mod cluster;
 mod config;
+mod controlled_origin;
 mod http;
 mod in_process;
 mod keyring;
@@ -51,6 +56,8 @@ pub use addrs::Addrs;
 pub use cluster::Cluster;
 #[allow(unused_imports)]
 pub use config::Config;
+#[allow(unused_imports)]
+pub use controlled_origin::{Behaviour, ControlledOrigin, Counts};
 #[allow(unused_imports)]
 pub use http::{Resp, enc, http_client, pct_decode, raw_request};
 #[allow(unused_imports)]

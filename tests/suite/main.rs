@@ -16,6 +16,9 @@
 //!   kept warm: previous-owner peeks, handoff, successor failover.
 //! - `embedded`: shoal as a library: `Node::builder`, Rust loaders,
 //!   caller-bound listeners, `NodeHandle` and `GroupHandle`.
+//! - `freshness`: refresh ahead, stale-while-revalidate, stale-if-error,
+//!   revalidation, the origin's load bound and circuit breaker, TTL
+//!   jitter, against a controllable origin.
 //! - `discovery`: seed resolution against a real DNS server, and the seed
 //!   loop.
 //! - `kubernetes`: the EndpointSlice cross-check against a fake API server
@@ -39,6 +42,7 @@ mod churn;
 mod cluster;
 mod discovery;
 mod embedded;
+mod freshness;
 mod gossip;
 mod kubernetes;
 mod layering;
