@@ -7,10 +7,14 @@
 //! ```text
 //! stored ── fresh ──▶ refresh_at ── refresh due ──▶ expires_at
 //!        ── stale while revalidate ──▶ + stale_while_revalidate
-//!        ── stale only if the reload fails ──▶ + stale_if_error ── gone
+//!        ── stale only if the reload fails ──▶ + stale_if_error
+//!        ── expired, held to revalidate ──▶ + one more TTL ── gone
 //! ```
 //!
 //! The two stale windows both start at expiry, so the longer one ends last.
+//! An entry with validators is held one TTL past its expiry (or its stale
+//! windows, if longer) but never served in that time: it is there so that
+//! its reload can be conditional, and a `304` saves the body.
 
 use std::time::Duration;
 
@@ -42,6 +46,9 @@ pub enum Stage {
     /// Expired: reloaded before answering, and served stale only if the
     /// reload fails.
     StaleIfError,
+    /// Expired and never served, held only for its validators: the reload
+    /// before answering is conditional.
+    Revalidate,
     /// Past every window: a miss.
     Gone,
 }
@@ -54,6 +61,9 @@ pub struct Timeline {
     pub expires_at: Instant,
     pub revalidate_until: Instant,
     pub if_error_until: Instant,
+    /// Until when the entry is held for its validators (at the latest
+    /// window's end when it has none).
+    pub validators_until: Instant,
 }
 
 impl FreshnessPolicy {
@@ -75,19 +85,34 @@ impl FreshnessPolicy {
     }
 
     /// The life of an entry stored at `now` with `ttl` to live, the origin's
-    /// directives replacing the group's stale windows where given.
-    pub fn timeline(&self, now: Instant, ttl: Duration, origin: StaleDirectives) -> Timeline {
+    /// directives replacing the group's stale windows where given; with
+    /// `validators`, held a TTL past expiry to revalidate.
+    pub fn timeline(
+        &self,
+        now: Instant,
+        ttl: Duration,
+        origin: StaleDirectives,
+        validators: bool,
+    ) -> Timeline {
         let expires_at = now + ttl;
         let refresh_at = (self.refresh_ahead > 0.0 && !ttl.is_zero())
             .then(|| now + ttl.mul_f64(self.refresh_ahead.min(1.0)));
         let window = |origin: Option<Duration>, group: Option<Duration>| {
             expires_at + origin.or(group).unwrap_or(Duration::ZERO)
         };
+        let revalidate_until = window(origin.while_revalidate, self.stale_while_revalidate);
+        let if_error_until = window(origin.if_error, self.stale_if_error);
+        let held = if validators {
+            expires_at + ttl
+        } else {
+            expires_at
+        };
         Timeline {
             refresh_at,
             expires_at,
-            revalidate_until: window(origin.while_revalidate, self.stale_while_revalidate),
-            if_error_until: window(origin.if_error, self.stale_if_error),
+            revalidate_until,
+            if_error_until,
+            validators_until: held.max(revalidate_until).max(if_error_until),
         }
     }
 }
@@ -104,6 +129,8 @@ impl Timeline {
             Stage::StaleWhileRevalidate
         } else if now < self.if_error_until {
             Stage::StaleIfError
+        } else if now < self.validators_until {
+            Stage::Revalidate
         } else {
             Stage::Gone
         }
@@ -111,9 +138,7 @@ impl Timeline {
 
     /// Until when the cache must hold the entry.
     pub fn keep_until(&self) -> Instant {
-        self.expires_at
-            .max(self.revalidate_until)
-            .max(self.if_error_until)
+        self.validators_until
     }
 
     /// Until when a copy elsewhere may be kept: the expiry, or the refresh,
@@ -142,7 +167,7 @@ mod tests {
     #[test]
     fn an_entry_goes_through_every_stage_in_order() {
         let now = Instant::now();
-        let line = policy().timeline(now, S(10), StaleDirectives::default());
+        let line = policy().timeline(now, S(10), StaleDirectives::default(), false);
         let at = |secs: u64| line.stage(now + S(secs));
         assert_eq!(at(0), Stage::Fresh);
         assert_eq!(at(7), Stage::Fresh);
@@ -160,7 +185,8 @@ mod tests {
     #[test]
     fn everything_off_is_fresh_then_gone() {
         let now = Instant::now();
-        let line = FreshnessPolicy::default().timeline(now, S(10), StaleDirectives::default());
+        let line =
+            FreshnessPolicy::default().timeline(now, S(10), StaleDirectives::default(), false);
         assert_eq!(line.stage(now + S(9)), Stage::Fresh);
         assert_eq!(line.stage(now + S(10)), Stage::Gone);
         assert_eq!(line.keep_until(), now + S(10));
@@ -176,7 +202,7 @@ mod tests {
             while_revalidate: Some(S(1)),
             if_error: Some(S(600)),
         };
-        let line = policy().timeline(now, S(10), origin);
+        let line = policy().timeline(now, S(10), origin, false);
         assert_eq!(line.stage(now + S(11)), Stage::StaleIfError);
         assert_eq!(line.stage(now + S(609)), Stage::StaleIfError);
         assert_eq!(line.stage(now + S(610)), Stage::Gone);
@@ -185,7 +211,7 @@ mod tests {
             while_revalidate: Some(Duration::ZERO),
             if_error: None,
         };
-        let line = policy().timeline(now, S(10), off);
+        let line = policy().timeline(now, S(10), off, false);
         assert_eq!(line.stage(now + S(10)), Stage::StaleIfError);
     }
 
@@ -197,7 +223,7 @@ mod tests {
             stale_if_error: Some(S(5)),
             ..policy()
         };
-        let line = short.timeline(now, S(10), StaleDirectives::default());
+        let line = short.timeline(now, S(10), StaleDirectives::default(), false);
         assert_eq!(line.stage(now + S(39)), Stage::StaleWhileRevalidate);
         assert_eq!(line.stage(now + S(40)), Stage::Gone);
     }
@@ -216,9 +242,25 @@ mod tests {
     }
 
     #[test]
+    fn validators_hold_an_entry_a_ttl_past_expiry_unserved() {
+        let now = Instant::now();
+        let plain = FreshnessPolicy::default();
+        let line = plain.timeline(now, S(10), StaleDirectives::default(), true);
+        assert_eq!(line.stage(now + S(9)), Stage::Fresh);
+        assert_eq!(line.stage(now + S(10)), Stage::Revalidate);
+        assert_eq!(line.stage(now + S(19)), Stage::Revalidate);
+        assert_eq!(line.stage(now + S(20)), Stage::Gone);
+        // Stale windows longer than a TTL hold it anyway, and come first.
+        let line = policy().timeline(now, S(10), StaleDirectives::default(), true);
+        assert_eq!(line.stage(now + S(69)), Stage::StaleIfError);
+        assert_eq!(line.stage(now + S(70)), Stage::Gone);
+        assert_eq!(line.keep_until(), now + S(70));
+    }
+
+    #[test]
     fn a_zero_ttl_has_no_refresh_point() {
         let now = Instant::now();
-        let line = policy().timeline(now, Duration::ZERO, StaleDirectives::default());
+        let line = policy().timeline(now, Duration::ZERO, StaleDirectives::default(), false);
         assert_eq!(line.refresh_at, None);
         assert_eq!(line.stage(now), Stage::StaleWhileRevalidate);
     }

@@ -669,11 +669,14 @@ fn the_load_queue_defaults_to_four_per_slot_and_needs_slots() {
 }
 
 #[test]
-fn a_loads_queue_waits_what_the_peer_timeout_leaves_the_loader() {
+fn a_loads_queue_waits_half_what_the_peer_timeout_leaves_the_loader() {
     let text = "peer: { timeout: 5s }\ngroups:\n  g:\n    max_concurrent_loads: 2\n    loader: { http: { url: 'http://o/{key}', timeout: 2s } }\n  d:\n    loader: { demo: { delay: 1s } }\n";
     let config = resolve(&cli(&[]), Some(&file(text)), &host()).expect(text);
-    assert_eq!(config.groups["g"].origin.queue_wait, Duration::from_secs(3));
-    assert_eq!(config.groups["d"].origin.queue_wait, Duration::from_secs(4));
+    assert_eq!(
+        config.groups["g"].origin.queue_wait,
+        Duration::from_millis(1500)
+    );
+    assert_eq!(config.groups["d"].origin.queue_wait, Duration::from_secs(2));
 }
 
 #[test]

@@ -417,14 +417,9 @@ async fn revalidation_renews_a_held_entry_on_304_and_takes_a_changed_value() {
     revalidation_with("ttl: 1s, stale_if_error: 30s").await;
 }
 
-/// The same with no stale window: an expired entry whose origin gave
-/// validators should still be reloaded conditionally. It is not: with no
-/// refresh-ahead and no stale window the entry's timeline ends at its
-/// expiry, the store drops it as `Stage::Gone`, and the reload is a plain
-/// GET (origin counts `(2, 0, 0)`, not `(2, 1, 1)`). Left for the lead to
-/// decide how long such an entry is kept for revalidation; then this runs.
+/// The same with no stale window: an entry whose origin gave validators is
+/// held a TTL past its expiry, unserved, so its reload is conditional.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: without a stale window an expired entry is dropped, so its reload is never conditional"]
 async fn revalidation_needs_no_stale_window() {
     revalidation_with("ttl: 1s").await;
 }
@@ -459,8 +454,8 @@ async fn origin_loads_in_flight_are_bounded_and_the_queue_too() {
             ),
         ),
     ]);
-    // The queue's wait is peer.timeout less the loader's: 25 rounds of
-    // 200 ms fit with room to spare.
+    // The queue's wait is half of what peer.timeout leaves the loader's
+    // (9 s): 25 rounds of 200 ms fit with room to spare.
     config.peer_timeout = "20s".into();
     let node = Node::start_lone(ADDRS.next(), &config).await;
 

@@ -63,7 +63,7 @@ impl Group {
                 self.metrics.freshness.stale_while_revalidate.inc();
                 Aging::Answer(stale_answer(entry, now))
             }
-            Stage::StaleIfError if owner => Aging::Reload,
+            Stage::StaleIfError | Stage::Revalidate if owner => Aging::Reload,
             _ => Aging::Miss,
         }
     }
@@ -110,7 +110,7 @@ impl Group {
             return result;
         };
         let now = Instant::now();
-        if !error.allows_stale() || entry.stage(now) == Stage::Gone {
+        if !error.allows_stale() || entry.stage(now) > Stage::StaleIfError {
             return result;
         }
         self.metrics.freshness.stale_if_error.inc();
@@ -128,12 +128,12 @@ impl Group {
         held: &Entry,
         digest: u128,
     ) -> Option<FlightResult> {
-        if held.claim_refresh(Instant::now()) {
+        if held.stage(Instant::now()) != Stage::StaleIfError || held.claim_refresh(Instant::now()) {
             return None;
         }
         let result = match self.flights.join(&(digest, FlightKind::Load)).await {
             Some(result) => result,
-            None if held.stage(Instant::now()) == Stage::Gone => return None,
+            None if held.stage(Instant::now()) != Stage::StaleIfError => return None,
             None => Err(GroupError::OriginFailure(
                 "the last reload of this key failed moments ago".into(),
             )),
@@ -160,7 +160,7 @@ impl Group {
             return entry;
         }
         let born = now.checked_sub(fresh.age).unwrap_or(now);
-        let timeline = policy.timeline(now, stored, fresh.stale);
+        let timeline = policy.timeline(now, stored, fresh.stale, !fresh.validators.is_empty());
         entry.with_life(Life::new(
             timeline,
             born,
