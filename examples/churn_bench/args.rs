@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 
-use crate::format::utc_stamp;
+use crate::bench_common::flags::{Flags, whole_number};
+use crate::bench_common::format::utc_stamp;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Scenario {
@@ -105,24 +106,14 @@ pub fn parse_args() -> Result<Args> {
         out: PathBuf::from(format!("bench/results/churn-{}", utc_stamp(true))),
         no_churn_section: false,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
+    let mut flags = Flags::from_env(USAGE);
+    while let Some(flag) = flags.next_flag() {
         if flag == "--no-churn-section" {
             args.no_churn_section = true;
             continue;
         }
-        if flag == "-h" || flag == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let value = it
-            .next()
-            .ok_or_else(|| anyhow!("{flag} needs a value\n{USAGE}"))?;
-        let number = |what: &str| -> Result<u64> {
-            value
-                .parse::<u64>()
-                .with_context(|| format!("{what} takes a whole number, not {value:?}"))
-        };
+        let value = flags.value(&flag)?;
+        let number = || whole_number(&flag, &value);
         match flag.as_str() {
             "--scenarios" => {
                 args.scenarios = value
@@ -140,11 +131,11 @@ pub fn parse_args() -> Result<Args> {
                     })
                     .collect::<Result<_>>()?;
             }
-            "--keys" => args.keys = number("--keys")? as usize,
-            "--rate" => args.rate = number("--rate")? as u32,
-            "--workers" => args.workers = number("--workers")? as usize,
-            "--tail" => args.tail = Duration::from_secs(number("--tail")?),
-            "--cold-keys" => args.cold_keys = number("--cold-keys")? as usize,
+            "--keys" => args.keys = number()? as usize,
+            "--rate" => args.rate = number()? as u32,
+            "--workers" => args.workers = number()? as usize,
+            "--tail" => args.tail = Duration::from_secs(number()?),
+            "--cold-keys" => args.cold_keys = number()? as usize,
             "--binary" => args.binary = value.into(),
             "--out" => args.out = value.into(),
             other => bail!("unknown flag {other}\n{USAGE}"),

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::format::chain;
-use crate::{ERROR_KINDS, REQUEST_TIMEOUT, SERVICE_PORT, VALUE_LEN};
+use crate::bench_common::format::{chain, micros};
+use crate::bench_common::messages::count_message;
+use crate::bench_common::retry::connection_level;
+use crate::{REQUEST_TIMEOUT, SERVICE_PORT, VALUE_LEN};
 
 /// A client like a Service's: pooled keep-alive connections.
 pub fn load_client() -> reqwest::Client {
@@ -33,46 +35,6 @@ enum Attempt {
     /// Failed at the connection level: worth one retry.
     Retryable(String),
     Failed(String),
-}
-
-/// Failed before any answer because a connection was refused, reset or
-/// closed (as on a reused keep-alive connection the server just closed):
-/// what Go's net/http and urllib3 retry an idempotent request on. Timeouts
-/// are not retried.
-fn connection_level(error: &reqwest::Error) -> bool {
-    if error.is_timeout() {
-        return false;
-    }
-    if error.is_connect() {
-        return true;
-    }
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
-        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            if matches!(
-                io.kind(),
-                ConnectionRefused
-                    | ConnectionReset
-                    | ConnectionAborted
-                    | BrokenPipe
-                    | UnexpectedEof
-                    | NotConnected
-            ) {
-                return true;
-            }
-        }
-        source = inner.source();
-    }
-    let text = chain(error).to_ascii_lowercase();
-    [
-        "connection closed before message completed",
-        "connection reset",
-        "connection refused",
-        "broken pipe",
-    ]
-    .iter()
-    .any(|needle| text.contains(needle))
 }
 
 async fn get_once(client: &reqwest::Client, ip: IpAddr, path: &str) -> Attempt {
@@ -148,16 +110,6 @@ pub async fn get_with_retry(
     }
 }
 
-/// Counts `message`, keeping at most [`ERROR_KINDS`] distinct ones.
-fn count_message(messages: &mut BTreeMap<String, u64>, message: &str) {
-    let key = if messages.len() < ERROR_KINDS || messages.contains_key(message) {
-        message.to_owned()
-    } else {
-        "(other messages)".to_owned()
-    };
-    *messages.entry(key).or_default() += 1;
-}
-
 /// Requests, failures and latencies of some client traffic.
 #[derive(Default)]
 pub struct Tally {
@@ -173,8 +125,7 @@ pub struct Tally {
 impl Tally {
     pub fn record(&mut self, result: &GetResult, latency: Duration) {
         self.requests += 1;
-        self.latencies_us
-            .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
+        self.latencies_us.push(micros(latency));
         if let Some(reason) = &result.retried {
             self.retried += 1;
             count_message(&mut self.retry_reasons, reason);

@@ -6,9 +6,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,54 +15,26 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use futures::future::join_all;
 
+use crate::bench_common::format::secs;
+use crate::bench_common::node_process::{NodeProcess, shoal_command};
 use crate::client::admin_client;
 use crate::dns::DnsServer;
-use crate::format::secs;
 use crate::origin::OriginCounts;
 use crate::{
     ADMIN_PORT, DNS_NAME, EXIT_LIMIT, POLL, READY_LIMIT, SERVICE_PORT, SHAPE_LIMIT, SLOW_SHAPE,
     node_name,
 };
 
-/// One `shoal` process; SIGKILLed on drop if still running, and killed by
-/// the kernel if this program dies first (PR_SET_PDEATHSIG).
+/// One `shoal` process: the `instance`th on its address.
 struct Proc {
     ip: IpAddr,
     instance: u32,
-    child: Child,
-    exited: Option<ExitStatus>,
+    process: NodeProcess,
 }
 
 impl Proc {
     fn label(&self) -> String {
         format!("{}.{}", node_name(self.ip), self.instance)
-    }
-
-    fn try_exit(&mut self) -> Option<ExitStatus> {
-        if self.exited.is_none() {
-            self.exited = self.child.try_wait().ok().flatten();
-        }
-        self.exited
-    }
-
-    fn signal(&mut self, signal: i32) {
-        if self.try_exit().is_none() {
-            // SAFETY: a plain syscall on our own child, not yet reaped.
-            unsafe { libc::kill(self.child.id() as i32, signal) };
-        }
-    }
-
-    fn kill(&mut self) {
-        if self.try_exit().is_none() {
-            let _ = self.child.kill();
-            self.exited = self.child.wait().ok();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -190,49 +161,19 @@ impl Cluster {
             *n
         };
         let name = node_name(ip);
-        let log_path = self.dir.join(format!("{name}.{instance}.log"));
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("create {}", log_path.display()))?;
-        let mut command = Command::new(&self.binary);
-        for (var, _) in std::env::vars_os() {
-            let var = var.to_string_lossy().into_owned();
-            let upper = var.to_ascii_uppercase();
-            if upper.starts_with("SHOAL_")
-                || upper.starts_with("POD_")
-                || upper.starts_with("KUBERNETES_SERVICE_")
-                || upper == "KUBECONFIG"
-                || upper.ends_with("_PROXY")
-            {
-                command.env_remove(&var);
-            }
-        }
+        let log = self.dir.join(format!("{name}.{instance}.log"));
+        let mut command = shoal_command(&self.binary, &log)?;
         command
             .args(["--bind", &ip.to_string(), "--advertise", &ip.to_string()])
             .args(["--node-name", &name])
             .arg("-c")
             .arg(&self.config)
             .args(["--seed", DNS_NAME])
-            .args(["--dns-server", &self.dns.addr().to_string()])
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("start {}", self.binary.display()))?;
+            .args(["--dns-server", &self.dns.addr().to_string()]);
         self.procs.push(Proc {
             ip,
             instance,
-            child,
-            exited: None,
+            process: NodeProcess::spawn(command)?,
         });
         Ok(())
     }
@@ -241,7 +182,7 @@ impl Cluster {
     fn index(&mut self, ip: IpAddr) -> Result<usize> {
         self.procs
             .iter_mut()
-            .position(|p| p.ip == ip && p.try_exit().is_none())
+            .position(|p| p.ip == ip && p.process.try_exit().is_none())
             .ok_or_else(|| anyhow!("no running node on {ip}"))
     }
 
@@ -250,7 +191,7 @@ impl Cluster {
         let url = format!("http://{ip}:{ADMIN_PORT}/readyz");
         let deadline = Instant::now() + READY_LIMIT;
         loop {
-            if let Some(status) = self.procs[i].try_exit() {
+            if let Some(status) = self.procs[i].process.try_exit() {
                 bail!(
                     "{} exited before it was ready: {status} (see its log)",
                     self.procs[i].label()
@@ -357,15 +298,15 @@ impl Cluster {
         let i = self.index(ip)?;
         let label = self.procs[i].label();
         self.save_stats(ip, &label).await;
-        self.procs[i].signal(libc::SIGTERM);
+        self.procs[i].process.signal(libc::SIGTERM);
         let sent = Instant::now();
         let mut snapshot = Instant::now();
         let status = loop {
-            if let Some(status) = self.procs[i].try_exit() {
+            if let Some(status) = self.procs[i].process.try_exit() {
                 break status;
             }
             if sent.elapsed() >= EXIT_LIMIT {
-                self.procs[i].kill();
+                self.procs[i].process.kill();
                 bail!("{label} did not exit within {EXIT_LIMIT:?} of SIGTERM");
             }
             if snapshot.elapsed() >= Duration::from_millis(250) {
@@ -386,8 +327,8 @@ impl Cluster {
 
     pub fn kill(&mut self, ip: IpAddr) -> Result<()> {
         let i = self.index(ip)?;
-        self.procs[i].signal(libc::SIGKILL);
-        self.procs[i].kill();
+        self.procs[i].process.signal(libc::SIGKILL);
+        self.procs[i].process.kill();
         Ok(())
     }
 
@@ -418,13 +359,13 @@ impl Cluster {
         let running: Vec<(IpAddr, String)> = self
             .procs
             .iter_mut()
-            .filter_map(|p| p.try_exit().is_none().then(|| (p.ip, p.label())))
+            .filter_map(|p| p.process.try_exit().is_none().then(|| (p.ip, p.label())))
             .collect();
         for (ip, label) in running {
             self.save_stats(ip, &label).await;
         }
         for proc in &mut self.procs {
-            proc.kill();
+            proc.process.kill();
         }
     }
 }

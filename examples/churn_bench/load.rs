@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::args::Args;
+use crate::bench_common::format::key_name;
 use crate::client::{Tally, get_with_retry};
-use crate::format::key_name;
 use crate::{MAX_LOAD, REQUEST_TIMEOUT};
 
 struct LoadShared {

@@ -31,7 +31,7 @@
 //! # Layout
 //!
 //! - `args`: the flags, the scenarios and the modes;
-//! - `config`: each mode's config file, and whether the binary accepts it;
+//! - `config`: each mode's config file;
 //! - `origin`: the counting origin;
 //! - `client`: one client GET with its retry, and the [`client::Tally`] of
 //!   many;
@@ -40,22 +40,26 @@
 //! - `scenarios`: one scenario on a fresh cluster, from start to teardown;
 //! - `outcome`: what one scenario measured, and its `result.json`;
 //! - `report`: the summary table (`summary.md`);
-//! - `format`: times, numbers and key names as text;
+//! - `bench_common` (`examples/bench_common/`, shared with the other
+//!   benches): progress lines, flags, the node process, `check-config`,
+//!   the run's header facts, the retry rule, message counts, formatting;
 //! - `dns` (`tests/common/dns.rs`, shared with the tests): the DNS server.
 //!
 //! This file holds the bench's fixed numbers and the run from start to
 //! summary.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::Command;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use args::{Args, Mode, parse_args};
-use config::{check_config, config_yaml};
-use report::{git_commit, header, loadavg, render};
+use bench_common::binary::check_config;
+use bench_common::node_process::node_name;
+use bench_common::progress::RunClock;
+use bench_common::run_info::{git_commit, loadavg};
+use config::config_yaml;
+use report::{header, render};
 use scenarios::run_scenario;
 
 /// The headless Service name every node is seeded with.
@@ -90,25 +94,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const WARM_CONCURRENCY: usize = 32;
 /// Keys probed at once in `sigkill` (each asked of every survivor).
 const PROBE_KEYS_AT_ONCE: usize = 32;
-/// Distinct error messages kept per tally; the rest are counted as "other".
-const ERROR_KINDS: usize = 40;
 
-static START: OnceLock<Instant> = OnceLock::new();
+/// The clock of `progress!` lines.
+static CLOCK: RunClock = RunClock::new(7);
 
-macro_rules! progress {
-    ($($arg:tt)*) => {
-        println!(
-            "[{:>7.1}s] {}",
-            $crate::START
-                .get_or_init(std::time::Instant::now)
-                .elapsed()
-                .as_secs_f64(),
-            format_args!($($arg)*)
-        )
-    };
-}
+// First: `progress!`, which the modules below use, is defined in it.
+#[macro_use]
+#[path = "../bench_common/mod.rs"]
+mod bench_common;
 
-// After `progress!`, which they use.
 #[path = "../../tests/common/dns.rs"]
 mod dns;
 
@@ -116,7 +110,6 @@ mod args;
 mod client;
 mod cluster;
 mod config;
-mod format;
 mod load;
 mod origin;
 mod outcome;
@@ -132,17 +125,9 @@ fn addr(host: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 37, host))
 }
 
-fn node_name(ip: IpAddr) -> String {
-    format!("n-{ip}")
-}
-
 async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
-    let version = Command::new(&args.binary)
-        .arg("--version")
-        .output()
-        .with_context(|| format!("run {} --version", args.binary.display()))?;
-    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    let version = bench_common::binary::version(&args.binary)?;
     // Taken at the start: the tree may change while the bench runs.
     let commit = git_commit();
     let example: SocketAddr = (Ipv4Addr::LOCALHOST, 1).into();
@@ -216,14 +201,6 @@ async fn run(args: Args) -> Result<()> {
 
 #[tokio::main]
 async fn main() {
-    START.get_or_init(Instant::now);
-    shoal::install_crypto_provider();
-    let result = match parse_args() {
-        Ok(args) => run(args).await,
-        Err(error) => Err(error),
-    };
-    if let Err(error) = result {
-        eprintln!("churn_bench: {error:#}");
-        std::process::exit(1);
-    }
+    CLOCK.start();
+    bench_common::entry::run_main("churn_bench", async { run(parse_args()?).await }).await;
 }

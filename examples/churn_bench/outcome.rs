@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::args::{Mode, Scenario};
+use crate::bench_common::format::quantile_ms;
 use crate::client::Tally;
-use crate::format::quantile_ms;
 
 pub struct SigkillFigures {
     pub owner: IpAddr,

@@ -2,31 +2,12 @@
 //! kind of figure, then the notes (`summary.md`, and stdout).
 
 use std::fmt::Write as _;
-use std::process::Command;
 
 use crate::args::{Args, Mode, Scenario};
-use crate::format::{quantile_ms, secs, thousands, utc_stamp};
+use crate::bench_common::format::{p50_p99_max, secs, thousands, utc_stamp};
+use crate::bench_common::run_info::machine;
 use crate::outcome::{ColdFigures, Outcome};
 use crate::{DRAIN, PRE_ROLL, ROLL_TAIL};
-
-/// The 1-minute load average, as `/proc/loadavg` gives it.
-pub fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
-}
-
-/// `git describe --always --dirty` of the working directory.
-pub fn git_commit() -> String {
-    Command::new("git")
-        .args(["describe", "--always", "--dirty"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown".into())
-}
 
 pub fn header(
     args: &Args,
@@ -47,10 +28,8 @@ pub fn header(
     );
     let _ = writeln!(
         text,
-        "\nMachine: {} CPUs; 1-minute load average {load_start} at the start, {} at the end \
-         (the bench itself needs about a quarter of a core).",
-        std::thread::available_parallelism().map_or(0, usize::from),
-        loadavg()
+        "\n{} (the bench itself needs about a quarter of a core).",
+        machine(load_start)
     );
     let _ = writeln!(
         text,
@@ -111,13 +90,7 @@ pub fn render(args: &Args, head: &str, outcomes: &mut [Outcome]) -> String {
             } else {
                 thousands(o.tally.failed)
             };
-            let sorted = o.tally.sorted();
-            let latency = format!(
-                "{:.1} / {:.1} / {:.0}",
-                quantile_ms(sorted, 0.5),
-                quantile_ms(sorted, 0.99),
-                quantile_ms(sorted, 1.0)
-            );
+            let latency = p50_p99_max(o.tally.sorted());
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {failed} | {} ({:.1} %) | {hit} | {roll} | {latency} |",

@@ -11,10 +11,10 @@ use futures::StreamExt;
 use futures::future::join_all;
 
 use crate::args::{Args, Mode, Scenario};
+use crate::bench_common::format::{key_name, quantile_ms, secs};
 use crate::client::{GetResult, Tally, get_with_retry, load_client};
 use crate::cluster::Cluster;
 use crate::config::config_yaml;
-use crate::format::{key_name, quantile_ms, secs};
 use crate::load::Load;
 use crate::origin::Origin;
 use crate::outcome::{ColdFigures, Outcome, SigkillFigures};

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::WARM_UP;
-use crate::format::utc_stamp;
+use crate::bench_common::flags::{Flags, whole_number};
+use crate::bench_common::format::utc_stamp;
 
 /// A cluster's freshness settings.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -90,33 +91,19 @@ pub fn parse_args() -> Result<Args> {
         binary: PathBuf::from("target/release/shoal"),
         out: PathBuf::from(format!("bench/results/freshness-{}", utc_stamp(true))),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let value = it
-            .next()
-            .ok_or_else(|| anyhow!("{flag} needs a value\n{USAGE}"))?;
-        let number = |what: &str| -> Result<u64> {
-            value
-                .parse::<u64>()
-                .with_context(|| format!("{what} takes a whole number, not {value:?}"))
-        };
+    let mut flags = Flags::from_env(USAGE);
+    while let Some(flag) = flags.next_flag() {
+        let value = flags.value(&flag)?;
+        let number = || whole_number(&flag, &value);
         match flag.as_str() {
-            "--duration" => args.duration = Duration::from_secs(number("--duration")?),
-            "--outage-start" => args.outage_start = Duration::from_secs(number("--outage-start")?),
-            "--outage-length" => {
-                args.outage_length = Duration::from_secs(number("--outage-length")?);
-            }
+            "--duration" => args.duration = Duration::from_secs(number()?),
+            "--outage-start" => args.outage_start = Duration::from_secs(number()?),
+            "--outage-length" => args.outage_length = Duration::from_secs(number()?),
             "--rate" => {
-                args.rate = u32::try_from(number("--rate")?).context("--rate is too large")?;
+                args.rate = u32::try_from(number()?).context("--rate is too large")?;
             }
-            "--keys" => args.keys = number("--keys")? as usize,
-            "--origin-delay-ms" => {
-                args.origin_delay = Duration::from_millis(number("--origin-delay-ms")?);
-            }
+            "--keys" => args.keys = number()? as usize,
+            "--origin-delay-ms" => args.origin_delay = Duration::from_millis(number()?),
             "--modes" => {
                 let mut modes = Vec::new();
                 for name in value.split(',') {

@@ -3,46 +3,25 @@
 //! `/metrics`, and stopped with SIGTERM, each expected to exit 0.
 
 use std::net::IpAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::args::Mode;
+use crate::bench_common::node_process::{NodeProcess, shoal_command};
 use crate::metrics::{NodeSnapshot, parse_counters};
 use crate::{ADMIN_PORT, EXIT_LIMIT, LOG_TAIL, POLL, READY_LIMIT, node_name};
 
-/// One `shoal` process; SIGKILLed on drop if still running, and killed by
-/// the kernel if this program dies first (PR_SET_PDEATHSIG).
+/// One `shoal` process and its log file.
 struct Proc {
     ip: IpAddr,
-    child: Child,
+    process: NodeProcess,
     log: PathBuf,
-    exited: Option<ExitStatus>,
     /// Set once the bench has sent SIGTERM: an exit after it is expected.
     terminated: bool,
     /// Why this node counts as failed, once it does.
     failure: Option<String>,
-}
-
-impl Proc {
-    fn try_exit(&mut self) -> Option<ExitStatus> {
-        if self.exited.is_none() {
-            self.exited = self.child.try_wait().ok().flatten();
-        }
-        self.exited
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.try_exit().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// The last `lines` lines of a file, or why it could not be read.
@@ -92,46 +71,12 @@ impl Cluster {
     pub fn spawn_all(&mut self) -> Result<()> {
         for (&ip, config) in self.ips.iter().zip(&self.configs) {
             let log = self.dir.join(format!("{}.log", node_name(ip)));
-            let file =
-                std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
-            let mut command = Command::new(&self.binary);
-            // Nothing from this environment may configure the node behind
-            // the config file's back, nor proxy its origin requests.
-            for (var, _) in std::env::vars_os() {
-                let var = var.to_string_lossy().into_owned();
-                let upper = var.to_ascii_uppercase();
-                if upper.starts_with("SHOAL_")
-                    || upper.starts_with("POD_")
-                    || upper.starts_with("KUBERNETES_SERVICE_")
-                    || upper == "KUBECONFIG"
-                    || upper.ends_with("_PROXY")
-                {
-                    command.env_remove(&var);
-                }
-            }
-            command
-                .arg("-c")
-                .arg(config)
-                .env("RUST_LOG", "info")
-                .env("NO_COLOR", "1")
-                .stdin(Stdio::null())
-                .stdout(file.try_clone()?)
-                .stderr(file);
-            // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-            unsafe {
-                command.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let child = command
-                .spawn()
-                .with_context(|| format!("start {}", self.binary.display()))?;
+            let mut command = shoal_command(&self.binary, &log)?;
+            command.arg("-c").arg(config);
             self.procs.push(Proc {
                 ip,
-                child,
+                process: NodeProcess::spawn(command)?,
                 log,
-                exited: None,
                 terminated: false,
                 failure: None,
             });
@@ -146,7 +91,7 @@ impl Cluster {
             let ip = self.procs[i].ip;
             let url = format!("http://{ip}:{ADMIN_PORT}/readyz");
             loop {
-                if let Some(status) = self.procs[i].try_exit() {
+                if let Some(status) = self.procs[i].process.try_exit() {
                     let why = format!("{} exited before it was ready: {status}", node_name(ip));
                     self.procs[i].failure = Some(why.clone());
                     bail!("{}: {why}", self.mode.name());
@@ -175,7 +120,7 @@ impl Cluster {
             if proc.terminated {
                 continue;
             }
-            if let Some(status) = proc.try_exit() {
+            if let Some(status) = proc.process.try_exit() {
                 let why = format!(
                     "{mode}/{} exited during the run: {status}",
                     node_name(proc.ip)
@@ -219,10 +164,9 @@ impl Cluster {
     pub async fn terminate_all(&mut self) -> Vec<String> {
         let mode = self.mode.name();
         for proc in &mut self.procs {
-            if proc.try_exit().is_none() {
+            if proc.process.try_exit().is_none() {
                 proc.terminated = true;
-                // SAFETY: a plain syscall on our own child, not yet reaped.
-                unsafe { libc::kill(proc.child.id() as i32, libc::SIGTERM) };
+                proc.process.signal(libc::SIGTERM);
             }
         }
         let deadline = Instant::now() + EXIT_LIMIT;
@@ -230,7 +174,7 @@ impl Cluster {
         for proc in &mut self.procs {
             let node = node_name(proc.ip);
             let status = loop {
-                if let Some(status) = proc.try_exit() {
+                if let Some(status) = proc.process.try_exit() {
                     break Some(status);
                 }
                 if Instant::now() >= deadline {
@@ -243,7 +187,7 @@ impl Cluster {
                 Some(status) if status.success() => None,
                 Some(status) => Some(format!("{mode}/{node} exited with {status} after SIGTERM")),
                 None => {
-                    let _ = proc.child.kill();
+                    proc.process.kill();
                     Some(format!(
                         "{mode}/{node} did not exit within {EXIT_LIMIT:?} of SIGTERM (killed)"
                     ))

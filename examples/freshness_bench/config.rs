@@ -1,12 +1,8 @@
 //! Each mode's config file (issue 10's settings exactly as the interface
-//! names them), and `shoal check-config` on it.
+//! names them); `bench_common::binary::check_config` checks it.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
-use std::process::Command;
-
-use anyhow::{Context, Result};
 
 use crate::args::Mode;
 use crate::{DRAIN, GROUP, LOADER_TIMEOUT, PEER_PORT, node_name};
@@ -64,30 +60,4 @@ pub fn config_yaml(mode: Mode, origin: SocketAddr, ips: &[IpAddr], me: IpAddr) -
         mode.name()
     );
     yaml
-}
-
-/// Writes `yaml` to `path` and asks the binary whether it accepts it: the
-/// error text if not.
-pub fn check_config(
-    binary: &Path,
-    path: &Path,
-    yaml: &str,
-) -> Result<std::result::Result<(), String>> {
-    std::fs::write(path, yaml).with_context(|| format!("write {}", path.display()))?;
-    let output = Command::new(binary)
-        .arg("check-config")
-        .arg(path)
-        .output()
-        .with_context(|| format!("run {} check-config", binary.display()))?;
-    if output.status.success() {
-        Ok(Ok(()))
-    } else {
-        Ok(Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .trim()
-        .to_owned()))
-    }
 }

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::ERROR_KINDS;
 use crate::WARM_UP;
 use crate::args::Args;
-use crate::format::{quantile_ms, thousands};
+use crate::bench_common::format::{micros, p50_p99_max, quantile_ms, thousands};
+use crate::bench_common::messages::count_message;
 use crate::load::{Outcome, Read};
 use crate::origin::{Answer, OriginRequest};
 
@@ -56,16 +56,6 @@ impl Phase {
     }
 }
 
-/// Counts `message`, keeping at most [`ERROR_KINDS`] distinct ones.
-fn count_message(messages: &mut BTreeMap<String, u64>, message: &str) {
-    let key = if messages.len() < ERROR_KINDS || messages.contains_key(message) {
-        message.to_owned()
-    } else {
-        "(other messages)".to_owned()
-    };
-    *messages.entry(key).or_default() += 1;
-}
-
 /// Some reads, summed.
 #[derive(Default)]
 pub struct ReadFigures {
@@ -88,9 +78,7 @@ impl ReadFigures {
         let mut figures = Self::default();
         for read in reads {
             figures.reads += 1;
-            figures
-                .latencies_us
-                .push(u32::try_from(read.latency.as_micros()).unwrap_or(u32::MAX));
+            figures.latencies_us.push(micros(read.latency));
             if read.latency >= waited {
                 figures.waited += 1;
             }
@@ -117,6 +105,11 @@ impl ReadFigures {
     /// The latency at quantile `q`, in milliseconds (NaN for no reads).
     pub fn ms(&self, q: f64) -> f64 {
         quantile_ms(&self.latencies_us, q)
+    }
+
+    /// `p50 / p99 / max` in milliseconds, as the summary's tables give it.
+    pub fn latency_text(&self) -> String {
+        p50_p99_max(&self.latencies_us)
     }
 
     pub fn json(&self) -> serde_json::Value {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use tokio_util::task::TaskTracker;
 
 use crate::args::Args;
-use crate::format::{chain, key_name};
+use crate::bench_common::format::{chain, key_name};
+use crate::bench_common::retry::connection_level;
 use crate::{MAX_IN_FLIGHT, NODES, REQUEST_TIMEOUT, SERVICE_PORT, VALUE_LEN};
 
 /// What a read got.
@@ -251,31 +252,6 @@ async fn read(mode: Arc<ModeLoad>, at: Duration, node: usize, key: usize) {
         latency,
         outcome,
     });
-}
-
-/// A failure before any answer on a connection the server closed or
-/// refused: what Go's net/http and urllib3 retry an idempotent GET on.
-fn connection_level(error: &reqwest::Error) -> bool {
-    if error.is_timeout() {
-        return false;
-    }
-    if error.is_connect() {
-        return true;
-    }
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
-        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            if matches!(
-                io.kind(),
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
-            ) {
-                return true;
-            }
-        }
-        source = inner.source();
-    }
-    chain(error).contains("connection closed before message completed")
 }
 
 /// One read as a Go or urllib3 client does it: one retry after a

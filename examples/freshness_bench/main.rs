@@ -38,22 +38,26 @@
 //! - `figures`: reads and origin requests summed by phase;
 //! - `metrics`: the node counters this bench reads from `/metrics`;
 //! - `report`: `result.json`, the CSV files and `summary.md`;
-//! - `format` (`examples/churn_bench/format.rs`, shared): times and numbers
-//!   as text.
+//! - `bench_common` (`examples/bench_common/`, shared with the other
+//!   benches): progress lines, flags, the node process, `check-config`,
+//!   the run's header facts, the retry rule, message counts, formatting.
 //!
 //! This file holds the bench's fixed numbers and the run from start to
 //! summary.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use args::{Args, Mode, parse_args};
+use bench_common::binary::check_config;
+use bench_common::format::secs;
+use bench_common::node_process::node_name;
+use bench_common::progress::RunClock;
+use bench_common::run_info::{git_commit, loadavg};
 use cluster::Cluster;
-use config::{check_config, config_yaml};
+use config::config_yaml;
 use load::Load;
 use origin::Origin;
 
@@ -89,32 +93,19 @@ const MAX_IN_FLIGHT: usize = 4096;
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Lines of a node's log printed when it failed.
 const LOG_TAIL: usize = 40;
-/// Distinct error messages kept per mode; the rest count as "other".
-const ERROR_KINDS: usize = 40;
 
-static START: OnceLock<Instant> = OnceLock::new();
+/// The clock of `progress!` lines.
+static CLOCK: RunClock = RunClock::new(6);
 
-macro_rules! progress {
-    ($($arg:tt)*) => {
-        println!(
-            "[{:>6.1}s] {}",
-            $crate::START
-                .get_or_init(std::time::Instant::now)
-                .elapsed()
-                .as_secs_f64(),
-            format_args!($($arg)*)
-        )
-    };
-}
+// First: `progress!`, which the modules below use, is defined in it.
+#[macro_use]
+#[path = "../bench_common/mod.rs"]
+mod bench_common;
 
 mod args;
 mod cluster;
 mod config;
 mod figures;
-// Shared with churn_bench, which uses more of it than this bench does.
-#[allow(dead_code)]
-#[path = "../churn_bench/format.rs"]
-mod format;
 mod load;
 mod metrics;
 mod origin;
@@ -136,24 +127,12 @@ fn node_addrs(mode: Mode) -> Vec<IpAddr> {
         .collect()
 }
 
-fn node_name(ip: IpAddr) -> String {
-    format!("n-{ip}")
-}
-
-fn binary_version(args: &Args) -> Result<String> {
-    let output = Command::new(&args.binary)
-        .arg("--version")
-        .output()
-        .with_context(|| format!("run {} --version", args.binary.display()))?;
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
 async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
-    let version = binary_version(&args)?;
+    let version = bench_common::binary::version(&args.binary)?;
     // Taken at the start: the tree may change while the bench runs.
-    let commit = report::git_commit();
-    let load_start = report::loadavg();
+    let commit = git_commit();
+    let load_start = loadavg();
     let origin = Origin::start(&args).await?;
 
     let mut clusters = Vec::new();
@@ -251,9 +230,9 @@ async fn measure(args: &Args, origin: &Origin, clusters: &mut [Cluster]) -> Resu
         cluster.wait_ready().await?;
     }
     progress!(
-        "{} nodes ready in {:.1} s",
+        "{} nodes ready in {}",
         clusters.len() * NODES,
-        started.elapsed().as_secs_f64()
+        secs(started.elapsed())
     );
 
     let targets: Vec<Vec<IpAddr>> = clusters.iter().map(|c| c.ips.clone()).collect();
@@ -318,14 +297,6 @@ async fn measure(args: &Args, origin: &Origin, clusters: &mut [Cluster]) -> Resu
 
 #[tokio::main]
 async fn main() {
-    START.get_or_init(Instant::now);
-    shoal::install_crypto_provider();
-    let result = match parse_args() {
-        Ok(args) => run(args).await,
-        Err(error) => Err(error),
-    };
-    if let Err(error) = result {
-        eprintln!("freshness_bench: {error:#}");
-        std::process::exit(1);
-    }
+    CLOCK.start();
+    bench_common::entry::run_main("freshness_bench", async { run(parse_args()?).await }).await;
 }

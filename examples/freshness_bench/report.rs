@@ -3,37 +3,18 @@
 //! `result.json` and `summary.md` for the run.
 
 use std::fmt::Write as _;
-use std::process::Command;
 
 use anyhow::{Context, Result};
 
 use crate::args::{Args, Mode};
+use crate::bench_common::format::{thousands, utc_stamp};
+use crate::bench_common::run_info::machine;
 use crate::cluster::Cluster;
 use crate::figures::{OriginFigures, Phase, ReadFigures, Second, timeline};
-use crate::format::{thousands, utc_stamp};
 use crate::load::{Lateness, Outcome, Read};
 use crate::metrics::{Counters, ModeSnapshots, delta, sum};
 use crate::origin::{Answer, OriginRequest};
 use crate::{LOADER_TIMEOUT, NODES, WARM_UP};
-
-/// The 1-minute load average, as `/proc/loadavg` gives it.
-pub fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
-}
-
-/// `git describe --always --dirty` of the working directory.
-pub fn git_commit() -> String {
-    Command::new("git")
-        .args(["describe", "--always", "--dirty"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown".into())
-}
 
 /// One node's counters: after the warm-up, and over the whole run.
 pub struct NodeCounters {
@@ -211,10 +192,8 @@ pub fn header(
     );
     let _ = writeln!(
         text,
-        "\nMachine: {} CPUs; 1-minute load average {load_start} at the start, {} at the end. \
-         The load's ticks: {} of {} sent 10 ms or more late, the latest {:.0} ms late.",
-        std::thread::available_parallelism().map_or(0, usize::from),
-        loadavg(),
+        "\n{}. The load's ticks: {} of {} sent 10 ms or more late, the latest {:.0} ms late.",
+        machine(load_start),
         thousands(lateness.late),
         thousands(lateness.ticks),
         lateness.max.as_secs_f64() * 1000.0
@@ -230,15 +209,6 @@ pub fn header(
         WARM_UP.as_secs()
     );
     text
-}
-
-fn latency(figures: &ReadFigures) -> String {
-    format!(
-        "{:.1} / {:.1} / {:.0}",
-        figures.ms(0.5),
-        figures.ms(0.99),
-        figures.ms(1.0)
-    )
 }
 
 /// A counter of one node, after the warm-up: `a / b` for several labels.
@@ -282,7 +252,7 @@ pub fn render(args: &Args, head: &str, modes: &[ModeResult], failures: &[String]
             thousands(m.after.failed),
             thousands(outage_failed),
             thousands(m.after.stale),
-            latency(&m.after),
+            m.after.latency_text(),
             m.origin_after.text()
         );
     }
@@ -309,7 +279,7 @@ pub fn render(args: &Args, head: &str, modes: &[ModeResult], failures: &[String]
                 thousands(reads.reads),
                 thousands(reads.waited),
                 thousands(reads.failed),
-                latency(reads),
+                reads.latency_text(),
                 origin.text()
             );
         }

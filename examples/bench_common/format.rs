@@ -47,6 +47,22 @@ pub fn key_name(i: usize) -> String {
     format!("k{i:04}")
 }
 
+/// A latency as whole microseconds, as the benches keep them.
+pub fn micros(latency: Duration) -> u32 {
+    u32::try_from(latency.as_micros()).unwrap_or(u32::MAX)
+}
+
+/// `p50 / p99 / max` of sorted microseconds, in milliseconds, as the
+/// summary tables give them.
+pub fn p50_p99_max(sorted_us: &[u32]) -> String {
+    format!(
+        "{:.1} / {:.1} / {:.0}",
+        quantile_ms(sorted_us, 0.5),
+        quantile_ms(sorted_us, 0.99),
+        quantile_ms(sorted_us, 1.0)
+    )
+}
+
 /// The value at quantile `q` of sorted microseconds, in milliseconds.
 pub fn quantile_ms(sorted_us: &[u32], q: f64) -> f64 {
     if sorted_us.is_empty() {
