@@ -134,12 +134,12 @@ impl HttpLoader {
             .await
             .map_err(|e| self.transport_error(e))?;
         let status = response.status();
-        let freshness = Freshness::of(response.headers());
+        let freshness = ResponseFreshness::of(response.headers());
         if status == StatusCode::NOT_MODIFIED && !validators.is_empty() {
             return Ok(Reloaded::NotModified(NotModified {
                 ttl: freshness.max_age,
                 validators: freshness.validators,
-                stale: freshness.stale,
+                stale_directives: freshness.stale_directives,
                 age: freshness.age,
             }));
         }
@@ -162,7 +162,7 @@ impl HttpLoader {
                 ..Fresh::new(Value::new(bytes, content_type))
             }
             .with_validators(freshness.validators)
-            .with_stale(freshness.stale),
+            .with_stale_directives(freshness.stale_directives),
         ))
     }
 
@@ -180,17 +180,17 @@ impl HttpLoader {
 /// What an origin's response says about keeping its value (RFC 9111,
 /// RFC 5861): `Cache-Control`, `Age`, `ETag` and `Last-Modified`.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Freshness {
+struct ResponseFreshness {
     /// `s-maxage` or `max-age`, less the `Age`.
     max_age: Option<Duration>,
     /// `no-store`, `no-cache` or `private`.
     no_store: bool,
     age: Duration,
-    stale: StaleDirectives,
+    stale_directives: StaleDirectives,
     validators: Validators,
 }
 
-impl Freshness {
+impl ResponseFreshness {
     fn of(headers: &HeaderMap) -> Self {
         let age = headers
             .get(header::AGE)
@@ -201,7 +201,7 @@ impl Freshness {
             etag: headers.get(header::ETAG).cloned(),
             last_modified: headers.get(header::LAST_MODIFIED).cloned(),
         };
-        let stale = StaleDirectives {
+        let stale_directives = StaleDirectives {
             while_revalidate: directive_seconds(headers, "stale-while-revalidate"),
             if_error: directive_seconds(headers, "stale-if-error"),
         };
@@ -219,7 +219,7 @@ impl Freshness {
             max_age,
             no_store,
             age,
-            stale,
+            stale_directives,
             validators,
         }
     }
@@ -285,7 +285,7 @@ mod tests {
     #[test]
     fn cache_control() {
         let of = |headers: &HeaderMap| {
-            let freshness = Freshness::of(headers);
+            let freshness = ResponseFreshness::of(headers);
             (freshness.max_age, freshness.no_store)
         };
         let mut headers = HeaderMap::new();
@@ -297,7 +297,7 @@ mod tests {
         assert_eq!(of(&headers), (Some(Duration::from_secs(60)), false));
         headers.insert(header::AGE, HeaderValue::from_static("20"));
         assert_eq!(of(&headers), (Some(Duration::from_secs(40)), false));
-        assert_eq!(Freshness::of(&headers).age, Duration::from_secs(20));
+        assert_eq!(ResponseFreshness::of(&headers).age, Duration::from_secs(20));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         assert!(of(&headers).1);
         headers.insert(
@@ -323,9 +323,9 @@ mod tests {
             header::LAST_MODIFIED,
             HeaderValue::from_static("Wed, 02 Dec 2026 12:00:00 GMT"),
         );
-        let freshness = Freshness::of(&headers);
+        let freshness = ResponseFreshness::of(&headers);
         assert_eq!(
-            freshness.stale,
+            freshness.stale_directives,
             StaleDirectives {
                 while_revalidate: Some(Duration::from_secs(30)),
                 if_error: Some(Duration::from_secs(600)),
@@ -341,9 +341,9 @@ mod tests {
             HeaderValue::from_static("stale-while-revalidate=soon, stale-if-error"),
         );
         headers.remove(header::ETAG);
-        let freshness = Freshness::of(&headers);
+        let freshness = ResponseFreshness::of(&headers);
         assert_eq!(
-            freshness.stale,
+            freshness.stale_directives,
             StaleDirectives::default(),
             "malformed is absent"
         );

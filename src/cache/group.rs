@@ -365,7 +365,7 @@ impl Group {
                 let epoch = this.epochs.current(digest);
                 // A load that finished since the caller missed (one another
                 // node's successor request started, say) already stored it.
-                if let Some(found) = this.held_instead_of(&key, digest, reloading.as_ref()) {
+                if let Some(found) = this.held(&key, digest, reloading.as_ref()) {
                     return found;
                 }
                 // Stamped before the load: a DELETE acknowledged while it
@@ -470,17 +470,13 @@ impl Group {
     /// The copy this node holds, main or hot, for another node's peek:
     /// never loaded, never counted as a read.
     pub fn peek(&self, key: &str) -> Option<Fetched> {
-        self.held(key, key_digest(key)).and_then(Result::ok)
+        self.held(key, key_digest(key), None).and_then(Result::ok)
     }
 
-    /// What this node's caches hold for a key, without counting a read.
-    fn held(&self, key: &str, digest: u128) -> Option<FlightResult> {
-        self.held_instead_of(key, digest, None)
-    }
-
-    /// What this node's caches hold fresh for a key, unless it is the entry
-    /// `reloading` (which a refresh is about to replace).
-    fn held_instead_of(
+    /// What this node's caches hold fresh for a key, without counting a
+    /// read, unless it is the entry `reloading` (which a refresh is about
+    /// to replace).
+    fn held(
         &self,
         key: &str,
         digest: u128,

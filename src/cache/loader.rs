@@ -76,7 +76,7 @@ pub struct NotModified {
     /// before.
     pub validators: Validators,
     /// Stale windows the origin sent again; `None` in either: as before.
-    pub stale: StaleDirectives,
+    pub stale_directives: StaleDirectives,
     /// How old the origin says the value is.
     pub age: Duration,
 }

@@ -76,7 +76,7 @@ pub struct Fresh {
     pub validators: Validators,
     /// The origin's `stale-while-revalidate` and `stale-if-error`, which
     /// replace the group's settings for this value.
-    pub stale: StaleDirectives,
+    pub stale_directives: StaleDirectives,
     /// How old the value already was when loaded (the origin's `Age`); from
     /// another node, how long ago its origin made it.
     pub age: Duration,
@@ -95,7 +95,7 @@ impl Fresh {
             ttl: None,
             no_store: false,
             validators: Validators::default(),
-            stale: StaleDirectives::default(),
+            stale_directives: StaleDirectives::default(),
             age: Duration::ZERO,
             served_stale: false,
             version: Version::ZERO,
@@ -127,8 +127,8 @@ impl Fresh {
     /// The origin's `stale-while-revalidate` and `stale-if-error` for this
     /// value (RFC 5861), in place of the group's.
     #[must_use]
-    pub fn with_stale(mut self, stale: StaleDirectives) -> Self {
-        self.stale = stale;
+    pub fn with_stale_directives(mut self, directives: StaleDirectives) -> Self {
+        self.stale_directives = directives;
         self
     }
 

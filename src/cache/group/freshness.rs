@@ -128,7 +128,8 @@ impl Group {
         held: &Entry,
         digest: u128,
     ) -> Option<FlightResult> {
-        if held.stage(Instant::now()) != Stage::StaleIfError || held.claim_refresh(Instant::now()) {
+        let now = Instant::now();
+        if held.stage(now) != Stage::StaleIfError || held.claim_refresh(now) {
             return None;
         }
         let result = match self.flights.join(&(digest, FlightKind::Load)).await {
@@ -155,17 +156,22 @@ impl Group {
         let policy = &self.config.freshness;
         if !policy.is_active()
             && fresh.validators.is_empty()
-            && fresh.stale == StaleDirectives::default()
+            && fresh.stale_directives == StaleDirectives::default()
         {
             return entry;
         }
         let born = now.checked_sub(fresh.age).unwrap_or(now);
-        let timeline = policy.timeline(now, stored, fresh.stale, !fresh.validators.is_empty());
+        let timeline = policy.timeline(
+            now,
+            stored,
+            fresh.stale_directives,
+            !fresh.validators.is_empty(),
+        );
         entry.with_life(Life::new(
             timeline,
             born,
             ttl,
-            fresh.stale,
+            fresh.stale_directives,
             fresh.validators.clone(),
         ))
     }

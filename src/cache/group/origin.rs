@@ -11,6 +11,7 @@ use tracing::debug;
 use super::{FlightResult, Group, origin_error};
 use crate::cache::epochs::Epoch;
 use crate::cache::error::GroupError;
+use crate::cache::freshness::StaleDirectives;
 use crate::cache::loader::{LoadError, NotModified, Reloaded};
 use crate::cache::origin_guard::{OriginError, Refusal};
 use crate::cache::value::{
@@ -74,16 +75,16 @@ impl Group {
         };
         let loaded = match loaded {
             Ok(Reloaded::Modified(loaded)) => loaded,
-            Ok(Reloaded::NotModified(renewal)) => {
-                match reloading.and_then(|entry| renewed(entry, renewal)) {
-                    Some(loaded) => loaded,
-                    // A 304 for nothing held (a loader's mistake): load anew.
-                    None => self
-                        .call_origin(key, self.loader.load_boxed(key))
-                        .await
-                        .map_err(|e| self.origin_failure(e))?,
-                }
-            }
+            // Reloads are asked only for held values with validators, so
+            // `None` is a loader answering not-modified to nothing held.
+            Ok(Reloaded::NotModified(renewal)) => reloading
+                .and_then(|entry| renewed(entry, renewal))
+                .ok_or_else(|| {
+                    GroupError::OriginFailure(
+                        "the loader answered not-modified for a value this node does not hold"
+                            .into(),
+                    )
+                })?,
             Err(OriginError::Load(LoadError::NotFound)) => {
                 let now = Instant::now();
                 let entry = self
@@ -192,12 +193,10 @@ fn renewed(entry: &Entry, renewal: NotModified) -> Option<Fresh> {
     } else {
         renewal.validators
     };
-    let stale = crate::cache::freshness::StaleDirectives {
-        while_revalidate: renewal
-            .stale
-            .while_revalidate
-            .or(life.origin.while_revalidate),
-        if_error: renewal.stale.if_error.or(life.origin.if_error),
+    let renewed = renewal.stale_directives;
+    let stale_directives = StaleDirectives {
+        while_revalidate: renewed.while_revalidate.or(life.origin.while_revalidate),
+        if_error: renewed.if_error.or(life.origin.if_error),
     };
     Some(
         Fresh {
@@ -206,6 +205,6 @@ fn renewed(entry: &Entry, renewal: NotModified) -> Option<Fresh> {
             ..Fresh::new(value.clone())
         }
         .with_validators(validators)
-        .with_stale(stale),
+        .with_stale_directives(stale_directives),
     )
 }
