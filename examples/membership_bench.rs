@@ -9,13 +9,17 @@
 //! [--trials 5] [--loss-seconds 300] [--profiles lan,fast]`
 //! (bench/membership.sh builds the node and runs this.)
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 const SUBNET: &str = "127.0.34.0/24";
+/// `/_members` requests in flight at once while polling every node.
+const POLL_CONCURRENCY: usize = 16;
 
 struct Args {
     nodes: usize,
@@ -125,18 +129,26 @@ impl Cluster {
         (cluster, started.elapsed())
     }
 
-    async fn members(&self, ip: IpAddr, state: &str) -> Option<BTreeSet<IpAddr>> {
+    /// The members `ip` lists, by state (one `/_members` request).
+    async fn states(&self, ip: IpAddr) -> Option<BTreeMap<String, BTreeSet<IpAddr>>> {
         let url = format!("http://{ip}:9090/_members");
         let body = self.client.get(url).send().await.ok()?.bytes().await.ok()?;
         let json: serde_json::Value = serde_json::from_slice(&body).ok()?;
-        Some(
-            json["members"]
-                .as_array()?
-                .iter()
-                .filter(|m| m["state"] == state)
-                .filter_map(|m| m["addr"].as_str()?.parse().ok())
-                .collect(),
-        )
+        let mut states: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
+        for member in json["members"].as_array()? {
+            if let (Some(state), Some(addr)) = (
+                member["state"].as_str(),
+                member["addr"].as_str().and_then(|a| a.parse().ok()),
+            ) {
+                states.entry(state.to_owned()).or_default().insert(addr);
+            }
+        }
+        Some(states)
+    }
+
+    async fn members(&self, ip: IpAddr, state: &str) -> Option<BTreeSet<IpAddr>> {
+        let mut states = self.states(ip).await?;
+        Some(states.remove(state).unwrap_or_default())
     }
 
     fn live(&self) -> Vec<IpAddr> {
@@ -151,14 +163,12 @@ impl Cluster {
         let want: BTreeSet<IpAddr> = self.live().into_iter().collect();
         let deadline = Instant::now() + limit;
         loop {
-            let mut done = true;
-            for &ip in &want {
-                if self.members(ip, "alive").await.as_ref() != Some(&want) {
-                    done = false;
-                    break;
-                }
-            }
-            if done {
+            let views = futures::stream::iter(want.iter().copied())
+                .map(|ip| self.members(ip, "alive"))
+                .buffer_unordered(POLL_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await;
+            if views.iter().all(|alive| alive.as_ref() == Some(&want)) {
                 return;
             }
             assert!(
@@ -174,15 +184,20 @@ impl Cluster {
         let survivors: Vec<IpAddr> = self.live().into_iter().filter(|&ip| ip != gone).collect();
         let mut pending: BTreeSet<IpAddr> = survivors.iter().copied().collect();
         while !pending.is_empty() {
-            let mut still = BTreeSet::new();
-            for &ip in &pending {
-                let alive = self.members(ip, "alive").await.unwrap_or_default();
-                let suspect = self.members(ip, "suspect").await.unwrap_or_default();
-                if alive.contains(&gone) || suspect.contains(&gone) {
-                    still.insert(ip);
-                }
-            }
-            pending = still;
+            // Polled concurrently, so a round over 200 nodes stays short.
+            let rounds = futures::stream::iter(pending.iter().copied())
+                .map(|ip| async move { (ip, self.states(ip).await.unwrap_or_default()) })
+                .buffer_unordered(POLL_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await;
+            pending = rounds
+                .into_iter()
+                .filter(|(_, states)| {
+                    let lists = |state: &str| states.get(state).is_some_and(|s| s.contains(&gone));
+                    lists("alive") || lists("suspect")
+                })
+                .map(|(ip, _)| ip)
+                .collect();
             assert!(
                 since.elapsed() < Duration::from_secs(120),
                 "{gone} never left the rings"
@@ -210,9 +225,10 @@ impl Cluster {
         self.wait_all_alive(Duration::from_secs(120)).await;
     }
 
-    async fn gossip_counters(&self) -> (f64, f64) {
-        let mut bytes = 0.0;
-        let mut packets = 0.0;
+    /// Gossip sent (bytes, packets) and datagrams refused as larger than
+    /// 1,400 bytes, summed over the live nodes' `/metrics`.
+    async fn gossip_counters(&self) -> GossipCounters {
+        let mut counters = GossipCounters::default();
         for ip in self.live() {
             let url = format!("http://{ip}:9090/metrics");
             let Ok(response) = self.client.get(url).send().await else {
@@ -227,13 +243,46 @@ impl Cluster {
                         .unwrap_or(0.0)
                 };
                 if line.starts_with("shoal_gossip_bytes_total{direction=\"out\"}") {
-                    bytes += value();
+                    counters.bytes += value();
                 } else if line.starts_with("shoal_gossip_packets_total{direction=\"out\"}") {
-                    packets += value();
+                    counters.packets += value();
+                } else if line.starts_with("shoal_gossip_rejected_total{reason=\"oversized\"}") {
+                    counters.oversized += value();
                 }
             }
         }
-        (bytes, packets)
+        counters
+    }
+
+    /// CPU time (seconds) used so far and resident memory (bytes) now,
+    /// summed over the running nodes, from /proc.
+    fn usage(&self) -> (f64, u64) {
+        let tick = 1.0 / clock_ticks_per_second();
+        let mut cpu = 0.0;
+        let mut rss = 0;
+        for node in &self.nodes {
+            let Some(child) = &node.child else { continue };
+            let pid = child.id();
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                // Fields after the command's closing parenthesis: utime is the 12th, stime the 13th.
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map_or("", |(_, rest)| rest)
+                    .split_whitespace()
+                    .collect();
+                let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+                cpu += (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) * tick;
+            }
+            if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                rss += status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+                    * 1024;
+            }
+        }
+        (cpu, rss)
     }
 
     fn stop(&mut self) {
@@ -311,11 +360,12 @@ async fn measure(args: &Args, profile: &str) -> Vec<(String, String)> {
     rows.push(("convergence of a fresh cluster (s)".into(), secs(converged)));
 
     let window = Duration::from_secs(30);
-    let (b0, p0) = cluster.gossip_counters().await;
+    let (g0, (cpu0, _)) = (cluster.gossip_counters().await, cluster.usage());
     tokio::time::sleep(window).await;
-    let (b1, p1) = cluster.gossip_counters().await;
-    let per_node = |total: f64| total / args.nodes as f64 / window.as_secs_f64();
-    let (bytes, packets) = (per_node(b1 - b0), per_node(p1 - p0));
+    let (g1, (cpu1, rss)) = (cluster.gossip_counters().await, cluster.usage());
+    let n = args.nodes as f64;
+    let per_node = |total: f64| total / n / window.as_secs_f64();
+    let (bytes, packets) = (per_node(g1.bytes - g0.bytes), per_node(g1.packets - g0.packets));
     println!("steady gossip per node: {bytes:.0} B/s, {packets:.1} packets/s (sent)");
     rows.push((
         "gossip sent per node (bytes/s)".into(),
@@ -325,6 +375,11 @@ async fn measure(args: &Args, profile: &str) -> Vec<(String, String)> {
         "gossip sent per node (packets/s)".into(),
         format!("{packets:.1}"),
     ));
+    let idle_cpu = 100.0 * (cpu1 - cpu0) / n / window.as_secs_f64();
+    let idle_rss = rss as f64 / n / (1024.0 * 1024.0);
+    println!("idle per node: {idle_cpu:.2}% of a core, {idle_rss:.1} MiB RSS");
+    rows.push(("idle CPU per node (% of a core)".into(), format!("{idle_cpu:.2}")));
+    rows.push(("idle RSS per node (MiB)".into(), format!("{idle_rss:.1}")));
 
     for (label, signal) in [("SIGKILL", libc::SIGKILL), ("SIGTERM", libc::SIGTERM)] {
         let mut times = Vec::new();
@@ -372,13 +427,14 @@ async fn measure(args: &Args, profile: &str) -> Vec<(String, String)> {
             let mut suspected = BTreeSet::new();
             let mut polls = 0u64;
             while Instant::now() < until {
-                for &observer in &cluster.ips {
-                    if let Some(down) = cluster.members(observer, "down").await {
-                        marked_down.extend(down);
-                    }
-                    if let Some(suspect) = cluster.members(observer, "suspect").await {
-                        suspected.extend(suspect);
-                    }
+                let views = futures::stream::iter(cluster.ips.iter().copied())
+                    .map(|observer| cluster.states(observer))
+                    .buffer_unordered(POLL_CONCURRENCY)
+                    .collect::<Vec<_>>()
+                    .await;
+                for mut states in views.into_iter().flatten() {
+                    marked_down.extend(states.remove("down").unwrap_or_default());
+                    suspected.extend(states.remove("suspect").unwrap_or_default());
                 }
                 polls += 1;
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -407,8 +463,27 @@ async fn measure(args: &Args, profile: &str) -> Vec<(String, String)> {
             ));
         }
     }
+    let oversized = cluster.gossip_counters().await.oversized;
+    println!("datagrams over 1,400 bytes received (refused): {oversized:.0}");
+    rows.push((
+        "datagrams over 1,400 B received, whole run".into(),
+        format!("{oversized:.0}"),
+    ));
     cluster.stop();
     rows
+}
+
+#[derive(Default)]
+struct GossipCounters {
+    bytes: f64,
+    packets: f64,
+    oversized: f64,
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
 }
 
 #[tokio::main]
