@@ -365,7 +365,10 @@ async fn measure(args: &Args, profile: &str) -> Vec<(String, String)> {
     let (g1, (cpu1, rss)) = (cluster.gossip_counters().await, cluster.usage());
     let n = args.nodes as f64;
     let per_node = |total: f64| total / n / window.as_secs_f64();
-    let (bytes, packets) = (per_node(g1.bytes - g0.bytes), per_node(g1.packets - g0.packets));
+    let (bytes, packets) = (
+        per_node(g1.bytes - g0.bytes),
+        per_node(g1.packets - g0.packets),
+    );
     println!("steady gossip per node: {bytes:.0} B/s, {packets:.1} packets/s (sent)");
     rows.push((
         "gossip sent per node (bytes/s)".into(),
@@ -378,7 +381,10 @@ async fn measure(args: &Args, profile: &str) -> Vec<(String, String)> {
     let idle_cpu = 100.0 * (cpu1 - cpu0) / n / window.as_secs_f64();
     let idle_rss = rss as f64 / n / (1024.0 * 1024.0);
     println!("idle per node: {idle_cpu:.2}% of a core, {idle_rss:.1} MiB RSS");
-    rows.push(("idle CPU per node (% of a core)".into(), format!("{idle_cpu:.2}")));
+    rows.push((
+        "idle CPU per node (% of a core)".into(),
+        format!("{idle_cpu:.2}"),
+    ));
     rows.push(("idle RSS per node (MiB)".into(), format!("{idle_rss:.1}")));
 
     for (label, signal) in [("SIGKILL", libc::SIGKILL), ("SIGTERM", libc::SIGTERM)] {
