@@ -14,7 +14,9 @@
 #                           wrk cannot be had. One oha thread cannot saturate bare axum
 #                           on one core here; one wrk thread can (BENCHMARKS.md).
 #                           The rate-limited runs always use oha (crates.io).
-#   BENCH_ONLY=local,peer   which parts to run: local (bare axum + shoal hit), peer
+#   BENCH_ONLY=local,peer,peer-signed
+#                           which parts to run: local (bare axum + shoal hit), peer,
+#                           peer-signed (the peer hit with a keyring: every peer request signed)
 #   BENCH_SKIP_BUILD=1      use the binaries already in target/release
 #
 # Only loopback addresses (127.0.0.1–3); servers pinned to CPU 0, the load
@@ -32,7 +34,7 @@ QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
 CONNS=${BENCH_CONNECTIONS:-64}
 PEAK_LOADGEN=${BENCH_PEAK_LOADGEN:-}
 HAVE_OHA=no
-ONLY=${BENCH_ONLY:-local,peer}
+ONLY=${BENCH_ONLY:-local,peer,peer-signed}
 KEYS=1000
 VALUE_SIZE=1024
 SERVER_CPU=0
@@ -47,7 +49,7 @@ PEER_SERVICE=3102 PEER_PEER=8102 PEER_GOSSIP=7102 PEER_ADMIN=9102
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=bench/results/$STAMP
-SHOAL=target/release/shoal
+SHOAL=${BENCH_SHOAL:-target/release/shoal}
 BARE=target/release/examples/bare_axum
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -279,8 +281,15 @@ run_local() {
 }
 
 # Peer hit: node A asks node B for every key. Two nodes with fixed membership,
-# hot_fraction 0 so that A never keeps a copy.
+# hot_fraction 0 so that A never keeps a copy. With "signed", both share a
+# keyring, so every peer request is signed and verified.
 run_peer() {
+    local name=peer keyring=()
+    if [ "${1:-}" = signed ]; then
+        name=peer-signed
+        head -c 32 /dev/urandom | base64 >"$OUT/keyring"
+        keyring=(--keyring "$OUT/keyring")
+    fi
     write_config "$OUT/peer.yaml" 0
     local node ip
     for node in a b; do
@@ -289,7 +298,7 @@ run_peer() {
         start "node-$node" "$SERVER_CPU" "$SHOAL" -c "$OUT/peer.yaml" --node-name "bench-$node" \
             --bind "$ip" --service-port "$PEER_SERVICE" --peer-port "$PEER_PEER" \
             --gossip-port "$PEER_GOSSIP" --admin-port "$PEER_ADMIN" \
-            --peer "$PEER_A:$PEER_PEER" --peer "$PEER_B:$PEER_PEER"
+            --peer "$PEER_A:$PEER_PEER" --peer "$PEER_B:$PEER_PEER" "${keyring[@]}"
     done
     wait_ok node-a "http://$PEER_A:$PEER_ADMIN/readyz"
     wait_ok node-b "http://$PEER_B:$PEER_ADMIN/readyz"
@@ -318,23 +327,25 @@ run_peer() {
     expect_source "http://$PEER_A:$PEER_SERVICE/bench/$first" peer
     expect_source "http://$PEER_A:$PEER_SERVICE/bench/$first" peer # again: A kept no copy
 
-    local peer="peer http://$PEER_A:$PEER_SERVICE $OUT/peer-paths.txt node-a node-b"
+    local peer="$name http://$PEER_A:$PEER_SERVICE $OUT/peer-paths.txt node-a node-b"
     peaks "$peer"
     halves "$peer"
     expect_source "http://$PEER_A:$PEER_SERVICE/bench/$first" peer # nor after the load
     for node in a b; do
         if [ $node = a ]; then ip=$PEER_A; else ip=$PEER_B; fi
-        curl -sS "http://$ip:$PEER_ADMIN/_stats" >"$OUT/node-$node-stats.json" || true
-        curl -sS "http://$ip:$PEER_ADMIN/metrics" >"$OUT/node-$node-metrics.txt" || true
+        curl -sS "http://$ip:$PEER_ADMIN/_stats" >"$OUT/$name-node-$node-stats.json" || true
+        curl -sS "http://$ip:$PEER_ADMIN/metrics" >"$OUT/$name-node-$node-metrics.txt" || true
     done
     cleanup
 }
+
+run_peer-signed() { run_peer signed; }
 
 # --- main -------------------------------------------------------------------------
 main() {
     local part
     for part in ${ONLY//,/ }; do
-        case $part in local | peer) ;; *) die "BENCH_ONLY takes local and peer, not '$part'" ;; esac
+        case $part in local | peer | peer-signed) ;; *) die "BENCH_ONLY takes local, peer and peer-signed, not '$part'" ;; esac
     done
     ensure_tools
     mkdir -p "$OUT"
@@ -384,7 +395,7 @@ summary() {
         "" "req/s" "" "ms" "ms" "srv/gen" "req/s" "ms" "ms" "ms" "ms"
     printf '%-16s | %48s | %21s | %13s\n' "" "" "latency corrected" "per request"
     local row label n
-    for row in "bare axum:bare" "shoal local hit:shoal" "shoal peer hit:peer"; do
+    for row in "bare axum:bare" "shoal local hit:shoal" "shoal peer hit:peer" "peer, keyring:peer-signed"; do
         label=${row%%:*} n=${row##*:}
         [ -n "${R[$n.peak.rps]:-}" ] || continue
         printf '%-16s | %8s %15s %6s %6s %8s' "$label" "$(fmt0 "${R[$n.peak.rps]}")" \
@@ -427,9 +438,19 @@ summary() {
             echo "target p99 <= 1 ms at half the peak rate: not measured (needs oha)"
         fi
     fi
-    if [ -n "${R[peer.peak.rps]:-}" ] && [ -n "${R[shoal.peak.rps]:-}" ]; then
-        echo "peer hit / local hit throughput: $(awk -v p="${R[peer.peak.rps]}" -v s="${R[shoal.peak.rps]}" 'BEGIN { printf "%.2f", p / s }')"
+    if [ -n "${R[shoal.half.p99]:-}" ] && [ -n "${R[bare.half.p99]:-}" ]; then
+        ratio=$(awk -v s="${R[shoal.half.p99]}" -v b="${R[bare.half.p99]}" 'BEGIN { printf "%.2f", s / b }')
+        verdict=$(awk -v r="$ratio" 'BEGIN { print ((r <= 1.2) ? "PASS" : "FAIL") }')
+        echo "target (issue 11) shoal local hit p99 <= 1.2 x bare axum's, half peak, latency corrected: $ratio -> $verdict"
     fi
+    local peer
+    for peer in peer peer-signed; do
+        if [ -n "${R[$peer.peak.rps]:-}" ] && [ -n "${R[shoal.peak.rps]:-}" ]; then
+            ratio=$(awk -v p="${R[$peer.peak.rps]}" -v s="${R[shoal.peak.rps]}" 'BEGIN { printf "%.2f", p / s }')
+            verdict=$(awk -v r="$ratio" 'BEGIN { print ((r >= 0.3) ? "PASS" : "FAIL") }')
+            echo "target (issue 11) $peer hit >= 0.3 x local hit throughput: $ratio -> $verdict"
+        fi
+    done
     echo "raw results: $OUT"
 }
 

@@ -21,16 +21,6 @@ pub(crate) fn with_causes(error: &(dyn Error + 'static)) -> String {
         .join(": ")
 }
 
-/// The causes of `error` joined with `: `, or `fallback` if it has none.
-pub(crate) fn causes_only(error: &(dyn Error + 'static), fallback: &str) -> String {
-    let detail = causes(error).map(ToString::to_string).collect::<Vec<_>>();
-    if detail.is_empty() {
-        fallback.to_owned()
-    } else {
-        detail.join(": ")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,9 +36,8 @@ mod tests {
             "refused",
         ));
         assert_eq!(with_causes(&error), "outer: refused");
-        assert_eq!(causes_only(&error, "-"), "refused");
         let lone = std::io::Error::other("alone");
-        assert_eq!(causes_only(&lone, "request failed"), "request failed");
+        assert_eq!(with_causes(&lone), "alone");
         assert!(causes(&error).any(|e| e.is::<std::io::Error>()));
     }
 }

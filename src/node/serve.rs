@@ -32,8 +32,8 @@ use axum::body::Body;
 use http::Request;
 use http_body::Body as _;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -64,7 +64,15 @@ pub(super) struct Port {
     pub router: Router,
     /// The most connections it holds at once.
     pub max_connections: usize,
+    /// Whether the port also speaks HTTP/2 (cleartext, prior knowledge):
+    /// the peer port does, so that a node's requests to another share one
+    /// multiplexed connection. HTTP/1.1 is always understood.
+    pub http2: bool,
 }
+
+/// The most requests one HTTP/2 connection may have in flight at once: as
+/// many as a node's client sends to one peer under load, with room.
+const MAX_CONCURRENT_STREAMS: u32 = 1024;
 
 /// Serves `port` until `stop` fires, then closes every connection between
 /// requests and returns once the last one is done.
@@ -79,15 +87,11 @@ pub(super) async fn serve(
         listener,
         router,
         max_connections,
+        http2,
     } = port;
     let permits = Arc::new(Semaphore::new(max_connections));
     let connections = TaskTracker::new();
-    let mut http = http1::Builder::new();
-    http.max_buf_size(limits.max_header_bytes)
-        // The watchdog times heads (hyper's own timer would also cut the
-        // quiet between requests at the head timeout).
-        .header_read_timeout(None)
-        .keep_alive(true);
+    let http = Arc::new(http_builder(&limits, http2));
     let open = metrics.connections_open(name);
     let mut full_logged = false;
     let mut last_accept_error: Option<Instant> = None;
@@ -127,7 +131,7 @@ pub(super) async fn serve(
         }
         let connection = Connection {
             port: name,
-            http: http.clone(),
+            http: Arc::clone(&http),
             router: router.clone(),
             limits: Arc::clone(&limits),
             metrics: Arc::clone(&metrics),
@@ -143,6 +147,30 @@ pub(super) async fn serve(
     }
     connections.close();
     connections.wait().await;
+}
+
+/// How a port speaks HTTP: HTTP/1.1 keep-alive, and HTTP/2 too where
+/// `http2` (told apart by the connection's first bytes).
+fn http_builder(limits: &LimitsConfig, http2: bool) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .max_buf_size(limits.max_header_bytes)
+        // The watchdog times heads (hyper's own timer would also cut the
+        // quiet between requests at the head timeout).
+        .header_read_timeout(None)
+        .keep_alive(true);
+    if !http2 {
+        return builder.http1_only();
+    }
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        // Values up to a group's max_value arrive in PUTs and handoffs:
+        // let the window grow with the connection's bandwidth-delay product.
+        .adaptive_window(true);
+    builder
 }
 
 /// Answers a connection past the cap with a JSON 503 if the socket takes
@@ -169,7 +197,7 @@ fn refuse_over_limit(stream: &TcpStream, port: &str, max_connections: usize) {
 /// What one connection needs.
 struct Connection {
     port: &'static str,
-    http: http1::Builder,
+    http: Arc<auto::Builder<TokioExecutor>>,
     router: Router,
     limits: Arc<LimitsConfig>,
     metrics: Arc<Metrics>,
@@ -190,6 +218,9 @@ impl Connection {
             let metrics = Arc::clone(&self.metrics);
             let port = self.port;
             hyper::service::service_fn(move |request: Request<Incoming>| {
+                if request.version() == http::Version::HTTP_2 {
+                    activity.multiplexed.store(true, Ordering::Relaxed);
+                }
                 let in_flight = InFlight::start(Arc::clone(&activity));
                 let request = request.map(|body| {
                     // A GET's empty body is never read: no deadline to keep.
@@ -221,7 +252,7 @@ impl Connection {
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(error) = result {
-                        self.count_error(&error);
+                        self.count_error(&*error);
                     }
                     return;
                 }
@@ -245,7 +276,11 @@ impl Connection {
         }
     }
 
-    fn count_error(&self, error: &hyper::Error) {
+    fn count_error(&self, error: &(dyn std::error::Error + Send + Sync + 'static)) {
+        let Some(error) = error.downcast_ref::<hyper::Error>() else {
+            // An I/O error of the connection: the client went away.
+            return;
+        };
         let reason = if error.is_parse_too_large() {
             "header-too-large"
         } else if error.is_parse() {
@@ -270,6 +305,10 @@ struct Activity {
     answered: AtomicU64,
     /// Whether a request ever reached the router.
     served: AtomicBool,
+    /// Whether the connection speaks HTTP/2: control frames (window
+    /// updates, pings, settings) then arrive between requests, and a slow
+    /// head is bounded by hyper's frame and header-list limits instead.
+    multiplexed: AtomicBool,
 }
 
 /// Marks a request in flight until dropped (also when the client goes away
@@ -351,7 +390,7 @@ impl Watchdog {
             // head, now complete.
             self.head_since = None;
             self.quiet_since = now;
-        } else if read_more {
+        } else if read_more && !activity.multiplexed.load(Ordering::Relaxed) {
             self.head_since.get_or_insert(now);
         }
         self.seen_read = read;

@@ -93,8 +93,7 @@ pub(super) async fn start(
         &config.peer,
         config.churn.peek_timeout,
         config.limits.idle_timeout / 2,
-    )
-    .map_err(|e| NodeError::Client(e.to_string()))?;
+    );
     let mut membership = Membership::start(&config, generation, keyring.clone(), &metrics).await?;
     if let Some(keyring) = &keyring {
         let generations = follow_generations(membership.members.clone(), &mut background);
@@ -192,16 +191,18 @@ pub(super) async fn start(
     let caps = fd_limit::fit(config.limits.max_connections, fd_limit::raise());
     let limits = Arc::new(config.limits.clone());
     let mut servers = JoinSet::new();
-    for (name, listener, router, max_connections) in [
-        ("service", listeners.service, service, caps.service),
-        ("peer", listeners.peer, peer, caps.peer),
-        ("admin", listeners.admin, admin, caps.admin),
+    // Only peers speak HTTP/2 to each other (src/peer/client.rs).
+    for (name, listener, router, max_connections, http2) in [
+        ("service", listeners.service, service, caps.service, false),
+        ("peer", listeners.peer, peer, caps.peer, true),
+        ("admin", listeners.admin, admin, caps.admin, false),
     ] {
         let port = Port {
             name,
             listener,
             router,
             max_connections,
+            http2,
         };
         servers.spawn(serve(
             port,

@@ -1,16 +1,33 @@
 //! The requesting side of the peer API: [`HttpPeers`] implements the cache's
-//! [`Peers`] over pooled keep-alive HTTP connections. With a keyring, every
-//! request is signed (see [`crate::security::signing`]).
+//! [`Peers`] over HTTP/2 (cleartext, prior knowledge): one multiplexed
+//! connection to each peer, so that many requests share each write and
+//! read. With a keyring, every request is signed (see
+//! [`crate::security::signing`]).
+//!
+//! A peer that does not speak HTTP/2 (a node from before it, during a
+//! rolling upgrade) is asked again over HTTP/1.1 keep-alive, and then asked
+//! over HTTP/1.1 only for [`HTTP1_RECHECK`].
+//!
+//! The client is hyper's own pooled one, without reqwest's layers on top:
+//! the peer path builds its `Uri` from parts and never parses a URL (the
+//! profile in BENCHMARKS.md, issue 11).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use http::{HeaderMap, StatusCode, header};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Deserialize;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::protocol::{
     self, GENERATION_HEADER, NO_STORE_HEADER, PEEK_QUERY, SUCCESSOR_QUERY, TTL_HEADER,
@@ -26,8 +43,17 @@ use crate::security::{Keyring, Receiver, RequestParts, Signer, unix_now};
 use crate::wire::ErrorKind;
 use crate::wire::headers::{ERROR_HEADER, TIMEOUT_HEADER, stale_age};
 
+/// How long a peer found to speak HTTP/1.1 only is asked over HTTP/1.1
+/// before HTTP/2 is tried again (it may have been upgraded since).
+pub const HTTP1_RECHECK: Duration = Duration::from_secs(300);
+
+type Transport = Client<HttpConnector, Full<Bytes>>;
+
 pub struct HttpPeers {
-    client: reqwest::Client,
+    http2: Transport,
+    http1: Transport,
+    /// Peers that answered only over HTTP/1.1, and until when to believe it.
+    http1_only: Mutex<HashMap<MemberId, Instant>>,
     timeout: Duration,
     /// How long a peek may wait for its answer once connected.
     peek_timeout: Duration,
@@ -62,29 +88,146 @@ impl Signing {
     }
 }
 
-impl HttpPeers {
-    /// A client whose peeks wait at most `peek_timeout` for an answer and
-    /// that keeps an idle connection for at most `pool_idle_timeout`: less
-    /// than peers' `limits.idle_timeout`, so that it never sends on a
-    /// connection the peer is closing.
-    pub fn new(
-        config: &PeerConfig,
-        peek_timeout: Duration,
-        pool_idle_timeout: Duration,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            .pool_idle_timeout(pool_idle_timeout)
-            .tcp_nodelay(true)
-            .no_proxy()
-            .build()?;
+/// One request to a peer, before it is addressed, signed and sent (it may
+/// be sent more than once: signed anew for a restarted peer, or again over
+/// HTTP/1.1).
+struct Outgoing {
+    method: Method,
+    path_and_query: PathAndQuery,
+    content_type: Option<HeaderValue>,
+    /// One more header (a DELETE's superseded version).
+    extra: Option<(HeaderName, HeaderValue)>,
+    body: Bytes,
+}
+
+impl Outgoing {
+    fn new(method: Method, path_and_query: String) -> Result<Self, PeerError> {
+        let path_and_query = PathAndQuery::try_from(path_and_query)
+            .map_err(|e| PeerError::Failed(format!("cannot form the peer request's path: {e}")))?;
         Ok(Self {
-            client,
+            method,
+            path_and_query,
+            content_type: None,
+            extra: None,
+            body: Bytes::new(),
+        })
+    }
+
+    fn get(path_and_query: String) -> Result<Self, PeerError> {
+        Self::new(Method::GET, path_and_query)
+    }
+
+    /// The request for `to`, signed for `receiver` where there is a keyring.
+    fn request(
+        &self,
+        to: &Member,
+        signing: Option<(&Signing, Receiver)>,
+    ) -> Result<http::Request<Full<Bytes>>, PeerError> {
+        let authority = Authority::try_from(to.id.to_string())
+            .map_err(|e| PeerError::Failed(format!("cannot address peer {}: {e}", to.id)))?;
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(authority)
+            .path_and_query(self.path_and_query.clone())
+            .build()
+            .map_err(|e| PeerError::Failed(format!("cannot address peer {}: {e}", to.id)))?;
+        let mut request = http::Request::new(Full::new(self.body.clone()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        if let Some(content_type) = &self.content_type {
+            headers.insert(header::CONTENT_TYPE, content_type.clone());
+        }
+        if let Some((name, value)) = &self.extra {
+            headers.insert(name.clone(), value.clone());
+        }
+        if let Some((signing, receiver)) = signing {
+            let keyring = Arc::clone(&signing.keyring.borrow());
+            let parts = RequestParts {
+                method: self.method.as_str(),
+                path_and_query: self.path_and_query.as_str(),
+                content_type: self.content_type.as_ref().map(HeaderValue::as_bytes),
+                body: &self.body,
+            };
+            signing
+                .signer
+                .sign(&keyring, &parts, receiver, unix_now(), headers);
+        }
+        Ok(request)
+    }
+}
+
+/// A peer's whole answer: status, headers and body, read in full.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// Why one exchange with a peer failed, before it is a [`PeerError`].
+enum Failure {
+    /// The peer could not be reached (`refused`: nothing listens there).
+    Unreachable { refused: bool, detail: String },
+    /// Reached, but the exchange broke off: also what asking a peer that
+    /// speaks HTTP/1.1 only over HTTP/2 looks like.
+    Broken(String),
+}
+
+impl Failure {
+    fn of(error: &(dyn std::error::Error + 'static), connect: bool) -> Self {
+        let detail = error_chain::with_causes(error);
+        if connect {
+            Self::Unreachable {
+                refused: is_refused(error),
+                detail,
+            }
+        } else {
+            Self::Broken(detail)
+        }
+    }
+
+    fn into_peer_error(self) -> PeerError {
+        match self {
+            Self::Unreachable { refused, detail } => PeerError::Unreachable { refused, detail },
+            Self::Broken(detail) => PeerError::Failed(detail),
+        }
+    }
+}
+
+impl HttpPeers {
+    /// A client whose requests connect within the config's
+    /// `connect_timeout` and are answered within its `timeout`, whose peeks
+    /// wait at most `peek_timeout` for an answer, and that keeps an idle
+    /// connection for at most `pool_idle_timeout`: less than peers'
+    /// `limits.idle_timeout`, so that it never sends on a connection the
+    /// peer is closing.
+    pub fn new(config: &PeerConfig, peek_timeout: Duration, pool_idle_timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        let transport = |http2: bool| {
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(pool_idle_timeout);
+            if http2 {
+                builder
+                    .http2_only(true)
+                    .timer(TokioTimer::new())
+                    // Values up to a group's max_value: let the windows grow
+                    // with the connection's bandwidth-delay product.
+                    .http2_adaptive_window(true);
+            }
+            builder.build(connector.clone())
+        };
+        Self {
+            http2: transport(true),
+            http1: transport(false),
+            http1_only: Mutex::new(HashMap::new()),
             timeout: config.timeout,
             peek_timeout,
             signing: None,
-        })
+        }
     }
 
     /// Signs every request as `sender` (this node's id on the ring: its
@@ -104,115 +247,146 @@ impl HttpPeers {
         self
     }
 
-    fn url(member: &Member, group: &str, key: &str) -> String {
-        format!("http://{}{}", member.id, protocol::path(group, key))
-    }
-
-    fn transport_error(&self, error: reqwest::Error) -> PeerError {
-        self.transport_error_after(error, self.timeout)
-    }
-
-    fn transport_error_after(&self, error: reqwest::Error, timeout: Duration) -> PeerError {
-        // The causes only: reqwest's own message holds the URL, and so the key.
-        let detail = error_chain::causes_only(&error, "request failed");
-        if error.is_connect() {
-            PeerError::Unreachable {
-                refused: is_refused(&error),
-                detail,
+    /// Whether `member` is, for now, asked over HTTP/1.1 only.
+    pub fn speaks_http1_only(&self, member: &Member) -> bool {
+        let mut http1_only = self
+            .http1_only
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match http1_only.get(&member.id) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                http1_only.remove(&member.id);
+                false
             }
-        } else if error.is_timeout() {
-            PeerError::Timeout(timeout)
-        } else {
-            PeerError::Failed(detail)
+            None => false,
         }
     }
 
-    async fn send(
-        &self,
-        to: &Member,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, PeerError> {
-        self.send_within(to, request, self.timeout).await
+    fn remember_http1_only(&self, member: &Member) {
+        self.http1_only
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(member.id, Instant::now() + HTTP1_RECHECK);
     }
 
-    /// Sends a request to `to` (signed for it, with a keyring) whose answer
-    /// may take at most `timeout`.
+    async fn send(&self, to: &Member, outgoing: Outgoing) -> Result<Reply, PeerError> {
+        self.send_within(to, outgoing, self.timeout).await
+    }
+
+    /// Sends a request to `to` (signed for it, with a keyring) and reads
+    /// its whole answer, all within `timeout`.
     async fn send_within(
         &self,
         to: &Member,
-        request: reqwest::RequestBuilder,
+        outgoing: Outgoing,
         timeout: Duration,
-    ) -> Result<reqwest::Response, PeerError> {
-        let mut request = request
-            .timeout(timeout)
-            .build()
-            .map_err(|e| self.transport_error_after(e, timeout))?;
+    ) -> Result<Reply, PeerError> {
+        tokio::time::timeout(timeout, self.exchange(to, &outgoing))
+            .await
+            .unwrap_or(Err(PeerError::Timeout(timeout)))
+    }
+
+    async fn exchange(&self, to: &Member, outgoing: &Outgoing) -> Result<Reply, PeerError> {
+        if self.speaks_http1_only(to) {
+            return self.signed(&self.http1, to, outgoing).await;
+        }
+        match self.signed(&self.http2, to, outgoing).await {
+            Err(PeerError::Failed(detail)) => {
+                // Reached, but no HTTP/2 answer: perhaps a node from before
+                // HTTP/2 between peers. Ask once more the old way.
+                match self.signed(&self.http1, to, outgoing).await {
+                    Ok(reply) => {
+                        tracing::info!(peer = %to.id, "peer speaks HTTP/1.1 only; asking it so for a while");
+                        self.remember_http1_only(to);
+                        Ok(reply)
+                    }
+                    Err(_) => Err(PeerError::Failed(detail)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// One request over `transport`, signed for the run of `to` that
+    /// membership knows; signed once more for the run that answered if
+    /// that one restarted since.
+    async fn signed(
+        &self,
+        transport: &Transport,
+        to: &Member,
+        outgoing: &Outgoing,
+    ) -> Result<Reply, PeerError> {
         let Some(signing) = &self.signing else {
-            return self.execute(request, timeout).await;
+            return Self::call(transport, outgoing.request(to, None)?).await;
         };
-        sign(signing, signing.receiver(to), &mut request);
-        let again = request.try_clone();
-        let response = self.execute(request, timeout).await?;
+        let request = outgoing.request(to, Some((signing, signing.receiver(to))))?;
+        let reply = Self::call(transport, request).await?;
         // Signed for the run before a restart that membership has not
         // caught up with: sign once more for the run that answered.
-        let restarted = (response.status() == StatusCode::UNAUTHORIZED)
+        let restarted = (reply.status == StatusCode::UNAUTHORIZED)
             .then(|| {
-                header_str(response.headers(), GENERATION_HEADER)?
+                header_str(&reply.headers, GENERATION_HEADER)?
                     .parse::<u64>()
                     .ok()
             })
             .flatten();
-        match (restarted, again) {
-            (Some(generation), Some(mut again)) => {
+        match restarted {
+            Some(generation) => {
                 let receiver = Receiver {
                     addr: to.id,
                     generation,
                 };
-                sign(signing, receiver, &mut again);
-                self.execute(again, timeout).await
+                Self::call(transport, outgoing.request(to, Some((signing, receiver)))?).await
             }
-            _ => Ok(response),
+            None => Ok(reply),
         }
     }
 
-    async fn execute(
-        &self,
-        request: reqwest::Request,
-        timeout: Duration,
-    ) -> Result<reqwest::Response, PeerError> {
-        self.client
-            .execute(request)
+    async fn call(
+        transport: &Transport,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<Reply, PeerError> {
+        let response = transport
+            .request(request)
             .await
-            .map_err(|e| self.transport_error_after(e, timeout))
+            .map_err(|e| Failure::of(&e, e.is_connect()).into_peer_error())?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| Failure::of(&e, false).into_peer_error())?
+            .to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     }
 
     /// The version a 204 reply carries ([`Version::ZERO`] if none).
-    async fn expect_no_content(&self, response: reqwest::Response) -> Result<Version, PeerError> {
-        if response.status() == StatusCode::NO_CONTENT {
-            Ok(protocol::parse_version(response.headers().get(VERSION_HEADER)).unwrap_or_default())
+    fn expect_no_content(&self, reply: Reply) -> Result<Version, PeerError> {
+        if reply.status == StatusCode::NO_CONTENT {
+            Ok(protocol::parse_version(reply.headers.get(VERSION_HEADER)).unwrap_or_default())
         } else {
-            Err(self.error_reply(response).await)
+            Err(self.error_reply(&reply))
         }
     }
 
     /// Turns an error reply into the error it reports (see [`reported_error`]).
-    async fn error_reply(&self, response: reqwest::Response) -> PeerError {
+    fn error_reply(&self, reply: &Reply) -> PeerError {
         #[derive(Deserialize)]
         struct ErrorBody {
             error: String,
         }
-        let status = response.status();
-        let kind = header_str(response.headers(), ERROR_HEADER)
-            .unwrap_or("")
-            .to_owned();
-        let timeout = header_str(response.headers(), TIMEOUT_HEADER)
+        let kind = header_str(&reply.headers, ERROR_HEADER).unwrap_or("");
+        let timeout = header_str(&reply.headers, TIMEOUT_HEADER)
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_millis);
-        let body = response.bytes().await.unwrap_or_default();
-        let message = serde_json::from_slice::<ErrorBody>(&body)
+        let message = serde_json::from_slice::<ErrorBody>(&reply.body)
             .map(|b| b.error)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-        reported_error(status, &kind, message, timeout.unwrap_or(self.timeout))
+            .unwrap_or_else(|_| String::from_utf8_lossy(&reply.body).into_owned());
+        reported_error(reply.status, kind, message, timeout.unwrap_or(self.timeout))
     }
 
     async fn fetch_value(
@@ -222,41 +396,15 @@ impl HttpPeers {
         group: &str,
         key: &str,
     ) -> Result<Fresh, PeerError> {
-        let mut url = Self::url(node, group, key);
+        let mut path = protocol::path(group, key);
         if ask == Ask::Successor {
-            url = format!("{url}?{SUCCESSOR_QUERY}");
+            path = format!("{path}?{SUCCESSOR_QUERY}");
         }
-        let response = self.send(node, self.client.get(url)).await?;
-        if response.status() != StatusCode::OK {
-            return Err(self.error_reply(response).await);
+        let reply = self.send(node, Outgoing::get(path)?).await?;
+        if reply.status != StatusCode::OK {
+            return Err(self.error_reply(&reply));
         }
-        self.read_value(response, self.timeout).await
-    }
-
-    async fn read_value(
-        &self,
-        response: reqwest::Response,
-        timeout: Duration,
-    ) -> Result<Fresh, PeerError> {
-        let headers = response.headers();
-        let remaining_ttl = header_str(headers, TTL_HEADER)
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(Duration::from_millis);
-        let no_store = headers.contains_key(NO_STORE_HEADER);
-        let content_type = headers.get(header::CONTENT_TYPE).cloned();
-        let version = protocol::parse_version(headers.get(VERSION_HEADER)).unwrap_or_default();
-        let stale = stale_age(headers);
-        let bytes: Bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error_after(e, timeout))?;
-        Ok(Fresh {
-            ttl: remaining_ttl,
-            no_store,
-            age: stale.unwrap_or_default(),
-            served_stale: stale.is_some(),
-            ..Fresh::new(Value::new(bytes, content_type)).versioned(version)
-        })
+        Ok(read_value(reply))
     }
 
     async fn peek_value(
@@ -265,18 +413,16 @@ impl HttpPeers {
         group: &str,
         key: &str,
     ) -> Result<Option<Fresh>, PeerError> {
-        let url = format!("{}?{PEEK_QUERY}", Self::url(node, group, key));
-        let response = self
-            .send_within(node, self.client.get(url), self.peek_timeout)
+        let path = format!("{}?{PEEK_QUERY}", protocol::path(group, key));
+        let reply = self
+            .send_within(node, Outgoing::get(path)?, self.peek_timeout)
             .await?;
-        match response.status() {
-            StatusCode::OK => self.read_value(response, self.peek_timeout).await.map(Some),
-            StatusCode::NOT_FOUND
-                if error_kind(response.headers()) == Some(ErrorKind::NotCached) =>
-            {
+        match reply.status {
+            StatusCode::OK => Ok(Some(read_value(reply))),
+            StatusCode::NOT_FOUND if error_kind(&reply.headers) == Some(ErrorKind::NotCached) => {
                 Ok(None)
             }
-            _ => Err(self.error_reply(response).await),
+            _ => Err(self.error_reply(&reply)),
         }
     }
 
@@ -291,21 +437,14 @@ impl HttpPeers {
             accepted: u64,
             refused: u64,
         }
-        let url = format!("http://{}{}", node.id, protocol::handoff_path(group));
-        let request = self
-            .client
-            .post(url)
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(protocol::encode_handoff(entries));
-        let response = self.send(node, request).await?;
-        if response.status() != StatusCode::OK {
-            return Err(self.error_reply(response).await);
+        let mut outgoing = Outgoing::new(Method::POST, protocol::handoff_path(group))?;
+        outgoing.content_type = Some(HeaderValue::from_static("application/octet-stream"));
+        outgoing.body = protocol::encode_handoff(entries).into();
+        let reply = self.send(node, outgoing).await?;
+        if reply.status != StatusCode::OK {
+            return Err(self.error_reply(&reply));
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        let receipt: Receipt = serde_json::from_slice(&body)
+        let receipt: Receipt = serde_json::from_slice(&reply.body)
             .map_err(|e| PeerError::Failed(format!("handoff receipt does not parse: {e}")))?;
         Ok(HandoffReceipt {
             accepted: receipt.accepted,
@@ -320,15 +459,11 @@ impl HttpPeers {
         key: &str,
         value: &Value,
     ) -> Result<Version, PeerError> {
-        let mut request = self
-            .client
-            .put(Self::url(owner, group, key))
-            .body(value.bytes.clone());
-        if let Some(content_type) = &value.content_type {
-            request = request.header(header::CONTENT_TYPE, content_type.clone());
-        }
-        let response = self.send(owner, request).await?;
-        self.expect_no_content(response).await
+        let mut outgoing = Outgoing::new(Method::PUT, protocol::path(group, key))?;
+        outgoing.content_type.clone_from(&value.content_type);
+        outgoing.body = value.bytes.clone();
+        let reply = self.send(owner, outgoing).await?;
+        self.expect_no_content(reply)
     }
 
     async fn remove_value(
@@ -338,12 +473,34 @@ impl HttpPeers {
         key: &str,
         superseded: Option<Version>,
     ) -> Result<Version, PeerError> {
-        let mut request = self.client.delete(Self::url(member, group, key));
+        let mut outgoing = Outgoing::new(Method::DELETE, protocol::path(group, key))?;
         if let Some(version) = superseded {
-            request = request.header(VERSION_HEADER, protocol::version_header(version));
+            outgoing.extra = Some((
+                HeaderName::from_static(VERSION_HEADER),
+                protocol::version_header(version),
+            ));
         }
-        let response = self.send(member, request).await?;
-        self.expect_no_content(response).await
+        let reply = self.send(member, outgoing).await?;
+        self.expect_no_content(reply)
+    }
+}
+
+/// The value a 200 reply carries, with what its headers say of it.
+fn read_value(reply: Reply) -> Fresh {
+    let headers = &reply.headers;
+    let remaining_ttl = header_str(headers, TTL_HEADER)
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis);
+    let no_store = headers.contains_key(NO_STORE_HEADER);
+    let content_type = headers.get(header::CONTENT_TYPE).cloned();
+    let version = protocol::parse_version(headers.get(VERSION_HEADER)).unwrap_or_default();
+    let stale = stale_age(headers);
+    Fresh {
+        ttl: remaining_ttl,
+        no_store,
+        age: stale.unwrap_or_default(),
+        served_stale: stale.is_some(),
+        ..Fresh::new(Value::new(reply.body, content_type)).versioned(version)
     }
 }
 
@@ -397,34 +554,6 @@ impl Peers for HttpPeers {
     }
 }
 
-/// Signs the request as it will go on the wire: the path and query as the
-/// URL serialises them, the body's bytes.
-fn sign(signing: &Signing, receiver: Receiver, request: &mut reqwest::Request) {
-    let url = request.url();
-    let path_and_query = match url.query() {
-        Some(query) => format!("{}?{query}", url.path()),
-        None => url.path().to_owned(),
-    };
-    let keyring = Arc::clone(&signing.keyring.borrow());
-    let parts = RequestParts {
-        method: request.method().as_str(),
-        path_and_query: &path_and_query,
-        content_type: request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(http::HeaderValue::as_bytes),
-        body: request
-            .body()
-            .and_then(reqwest::Body::as_bytes)
-            .unwrap_or_default(),
-    };
-    let mut signature = HeaderMap::new();
-    signing
-        .signer
-        .sign(&keyring, &parts, receiver, unix_now(), &mut signature);
-    request.headers_mut().extend(signature);
-}
-
 /// The error an owner's reply reports, from its status, its `x-shoal-error`
 /// word (`""` if none), its message and how long the origin had (the
 /// `x-shoal-timeout-ms` header, else this node's peer timeout): the origin's
@@ -460,7 +589,7 @@ fn error_kind(headers: &HeaderMap) -> Option<ErrorKind> {
     header_str(headers, ERROR_HEADER)?.parse().ok()
 }
 
-fn is_refused(error: &reqwest::Error) -> bool {
+fn is_refused(error: &(dyn std::error::Error + 'static)) -> bool {
     error_chain::causes(error).any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()

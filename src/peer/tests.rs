@@ -5,6 +5,7 @@
 //! different keyrings) belong with the node wiring.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::cache::{
@@ -49,7 +50,6 @@ fn unsigned_client() -> HttpPeers {
         Duration::from_secs(1),
         Duration::from_secs(30),
     )
-    .expect("client")
 }
 
 /// A signing client that knows no member's generation (as with fixed
@@ -66,6 +66,8 @@ struct Server {
     generation: u64,
     metrics: Arc<Metrics>,
     group: Arc<Group>,
+    /// Requests that reached the router, by HTTP version: [HTTP/1.1, HTTP/2].
+    versions: Arc<[AtomicU64; 2]>,
     stop: CancellationToken,
 }
 
@@ -81,11 +83,32 @@ impl Server {
         Self::serve(listener, keyring, 1).await
     }
 
+    /// A server that speaks HTTP/1.1 only, as nodes did before HTTP/2
+    /// between peers.
+    async fn start_http1_only() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::serve_as(listener, None, 1, true).await
+    }
+
+    fn requests(&self, version: http::Version) -> u64 {
+        let index = usize::from(version == http::Version::HTTP_2);
+        self.versions[index].load(Ordering::Relaxed)
+    }
+
     /// Serves on `listener` as `generation` of the node there.
     async fn serve(
         listener: TcpListener,
         keyring: Option<watch::Receiver<Arc<Keyring>>>,
         generation: u64,
+    ) -> Self {
+        Self::serve_as(listener, keyring, generation, false).await
+    }
+
+    async fn serve_as(
+        listener: TcpListener,
+        keyring: Option<watch::Receiver<Arc<Keyring>>>,
+        generation: u64,
+        http1_only: bool,
     ) -> Self {
         let addr = listener.local_addr().expect("addr");
         let member = Member::new(addr, "server");
@@ -141,19 +164,47 @@ impl Server {
             ),
             None => server::router(state),
         };
+        let versions = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let counted = Arc::clone(&versions);
+        let router = router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let index = usize::from(request.version() == http::Version::HTTP_2);
+                counted[index].fetch_add(1, Ordering::Relaxed);
+                next.run(request)
+            },
+        ));
         let stop = CancellationToken::new();
         let stopped = stop.clone().cancelled_owned();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stopped)
-                .await
-                .expect("serve");
-        });
+        if http1_only {
+            tokio::spawn(async move {
+                tokio::pin!(stopped);
+                loop {
+                    let stream = tokio::select! {
+                        () = &mut stopped => return,
+                        accepted = listener.accept() => accepted.expect("accept").0,
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                    tokio::spawn(
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                    );
+                }
+            });
+        } else {
+            // axum's own server speaks HTTP/1.1 and HTTP/2, as nodes do.
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                    .expect("serve");
+            });
+        }
         Self {
             member,
             generation,
             metrics,
             group,
+            versions,
             stop,
         }
     }
@@ -216,6 +267,47 @@ async fn signed_requests_pass() {
         .expect("remove");
     assert_eq!(server.rejected("missing-signature"), 0);
     assert_eq!(server.rejected("bad-signature"), 0);
+    // Peers speak HTTP/2 to each other.
+    assert_eq!(server.requests(http::Version::HTTP_2), 3);
+    assert_eq!(server.requests(http::Version::HTTP_11), 0);
+    assert!(!peers.speaks_http1_only(&server.member));
+}
+
+#[tokio::test]
+async fn a_peer_that_speaks_http1_only_is_asked_over_http1() {
+    let old = Server::start_http1_only().await;
+    let peers = unsigned_client();
+    let fetched = peers
+        .fetch(&old.member, Ask::Owner, "g", "k")
+        .await
+        .expect("fetch from an HTTP/1.1-only peer");
+    assert_eq!(fetched.value.bytes, Bytes::from("Value of k"));
+    assert!(peers.speaks_http1_only(&old.member));
+    // Remembered: the next requests go over HTTP/1.1 at once.
+    let value = Value::new(Bytes::from_static(b"stored"), None);
+    peers
+        .store(&old.member, "g", "k", &value)
+        .await
+        .expect("store at an HTTP/1.1-only peer");
+    assert_eq!(old.requests(http::Version::HTTP_11), 2);
+    assert_eq!(old.requests(http::Version::HTTP_2), 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_peer_is_not_taken_for_an_http1_one() {
+    // Bound, then closed: nothing listens there.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let gone = Member::new(addr, "gone");
+    let peers = unsigned_client();
+    match peers.fetch(&gone, Ask::Owner, "g", "k").await {
+        Err(PeerError::Unreachable { refused, .. }) => assert!(refused),
+        other => panic!("expected an unreachable peer, got {other:?}"),
+    }
+    assert!(!peers.speaks_http1_only(&gone));
 }
 
 #[tokio::test]

@@ -36,9 +36,10 @@ const CRATE_HOMES: &[(&str, &[&str])] = &[
     // config parses origin URLs with reqwest's URL type.
     ("reqwest", &["peer/", "loader.rs", "node/", "config/"]),
     // Connections are served, bounded, in one place; rlimit raises the
-    // open-file limit there too.
-    ("hyper", &["node/serve.rs"]),
-    ("hyper_util", &["node/serve.rs"]),
+    // open-file limit there too. The peer client is hyper's own pooled one
+    // (HTTP/2 between peers, without reqwest's layers: issue 11).
+    ("hyper", &["node/serve.rs", "peer/"]),
+    ("hyper_util", &["node/serve.rs", "peer/"]),
     ("rlimit", &["node/fd_limit.rs"]),
 ];
 
