@@ -4,7 +4,8 @@
 //! `cargo run --release --features sim --example membership_sim --
 //! [--nodes 50,200] [--seed 1] [--trials 3] [--scenario standard|loss]
 //! [--loss 0.1] [--duration 600] [--window 30] [--profile lan|fast]
-//! [--delay-us 100] [--jitter-us 400] [--start-interval-ms 2] [--csv FILE]`
+//! [--delay-us 100] [--jitter-us 400] [--start-interval-ms 2]
+//! [--suspicion-multiplier M] [--csv FILE]`
 //!
 //! `standard`: cold start, gossip traffic over `--window` s, an
 //! invalidation's spread after 1 s and 5 s, a crash and a graceful leave
@@ -31,6 +32,9 @@ struct Args {
     delay_us: u64,
     jitter_us: u64,
     start_interval_ms: u64,
+    /// Overrides the profile's (suspicion lasts M × max(1, log10 N) probe
+    /// intervals): for measuring how much shorter suspicion could be.
+    suspicion_multiplier: Option<f64>,
     csv: Option<std::path::PathBuf>,
 }
 
@@ -58,6 +62,7 @@ fn args() -> Args {
         delay_us: 100,
         jitter_us: 400,
         start_interval_ms: 2,
+        suspicion_multiplier: None,
         csv: None,
     };
     let mut it = std::env::args().skip(1);
@@ -83,6 +88,7 @@ fn args() -> Args {
             "--delay-us" => args.delay_us = parse(&flag, &value),
             "--jitter-us" => args.jitter_us = parse(&flag, &value),
             "--start-interval-ms" => args.start_interval_ms = parse(&flag, &value),
+            "--suspicion-multiplier" => args.suspicion_multiplier = Some(parse(&flag, &value)),
             "--csv" => args.csv = Some(value.into()),
             _ => usage(&format!("unknown flag {flag}")),
         }
@@ -116,6 +122,9 @@ fn main() {
             let seed = args.seed + trial;
             let mut config = SimConfig::new(nodes, seed);
             config.swim = SwimConfig::profile(args.profile);
+            if let Some(multiplier) = args.suspicion_multiplier {
+                config.swim.suspicion_multiplier = multiplier;
+            }
             config.network.delay = Duration::from_micros(args.delay_us);
             config.network.jitter = Duration::from_micros(args.jitter_us);
             config.start_interval = Duration::from_millis(args.start_interval_ms);
