@@ -65,8 +65,10 @@
 //!   header names, body reading under a deadline.
 //! - `loader`: the built-in loaders, [`DemoLoader`] and HTTP origins.
 //! - `membership`: who is in the cluster, published as snapshots: a fixed
-//!   list, or SWIM gossip (foca, driven by one task; identities, timings,
-//!   timers and invalidation broadcasts as pure parts).
+//!   list, or SWIM gossip (foca in a sans-I/O core, driven by one task;
+//!   identities, timings, timers and invalidation broadcasts as pure
+//!   parts). `sim` (feature `sim`, hidden): the membership simulator, many
+//!   cores over a simulated network in virtual time.
 //! - [`discovery`]: gossip seeds, re-resolved through DNS; whom to announce
 //!   to; the Kubernetes EndpointSlice cross-check (the only place kube is
 //!   used).
@@ -106,6 +108,9 @@ mod http;
 mod loader;
 mod membership;
 mod metrics;
+#[cfg(feature = "sim")]
+#[doc(hidden)]
+pub use membership::sim;
 mod node;
 mod peer;
 mod ring;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, Timer};
+use foca::OwnedNotification;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::net::UdpSocket;
@@ -20,24 +20,19 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 
+use super::Members;
+use super::core::{Core, GOSSIP_LABEL, max_packet};
 use super::identity::NodeId;
-use super::invalidation::{Invalidation, InvalidationHandler};
-use super::swim::{MAX_DATAGRAM, foca_config};
-use super::timers::TimerQueue;
-use super::{MemberInfo, MemberState, Members};
+use super::invalidation::Invalidation;
+use super::swim::MAX_DATAGRAM;
 use crate::config::SwimConfig;
 use crate::metrics::Metrics;
 use crate::security::{self, Keyring};
 
-/// Associated data for sealed gossip: a packet sealed for another purpose
-/// (or another protocol version) never opens as gossip.
-pub(crate) const GOSSIP_LABEL: &[u8] = b"shoal-gossip-v1";
 /// A datagram this large cannot be ours; reading one more byte tells.
 const RECEIVE_BUFFER: usize = MAX_DATAGRAM + 1;
 /// Kernel receive buffer asked for the gossip socket.
 const RECEIVE_SOCKET_BUFFER: usize = 4 << 20;
-
-pub(super) type FocaInstance = Foca<NodeId, PostcardCodec, StdRng, InvalidationHandler>;
 
 pub struct GossipSettings {
     pub identity: NodeId,
@@ -70,29 +65,20 @@ impl Gossip {
         invalidations: mpsc::UnboundedSender<Invalidation>,
     ) -> std::io::Result<Self> {
         let socket = bind_udp(settings.bind)?;
-        let max_packet = max_packet(settings.keyring.is_some());
-        let config = foca_config(&settings.swim, 1, max_packet);
-        let rng = StdRng::from_rng(&mut rand::rng());
-        let foca = Foca::with_custom_broadcast(
-            settings.identity.clone(),
-            config,
-            rng,
-            PostcardCodec,
-            InvalidationHandler::new(invalidations),
+        let core = Core::new(
+            settings.identity,
+            settings.swim,
+            max_packet(settings.keyring.is_some()),
+            StdRng::from_rng(&mut rand::rng()),
+            invalidations,
         );
-        let members = Arc::new(snapshot(&settings.identity, &foca));
+        let members = Arc::new(core.snapshot());
         let (members_tx, members_rx) = watch::channel(members);
         let (joined_tx, joined_rx) = watch::channel(false);
         let (commands_tx, commands_rx) = mpsc::channel(1024);
         let driver = Driver {
-            foca,
-            runtime: AccumulatingRuntime::new(),
-            timers: TimerQueue::default(),
+            core,
             socket,
-            identity: settings.identity,
-            swim: settings.swim,
-            max_packet,
-            cluster_size: 1,
             keyring: settings.keyring,
             members_tx,
             joined_tx,
@@ -161,16 +147,10 @@ impl GossipSender {
     }
 }
 
+/// The socket, tokio's timers and the node's commands around one [`Core`].
 struct Driver {
-    foca: FocaInstance,
-    runtime: AccumulatingRuntime<NodeId>,
-    timers: TimerQueue<Timer<NodeId>>,
+    core: Core,
     socket: UdpSocket,
-    identity: NodeId,
-    swim: SwimConfig,
-    max_packet: usize,
-    /// Members counted into the suspicion and retransmission formulas.
-    cluster_size: usize,
     keyring: Option<watch::Receiver<Arc<Keyring>>>,
     members_tx: watch::Sender<Arc<Members>>,
     joined_tx: watch::Sender<bool>,
@@ -181,20 +161,20 @@ impl Driver {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut buffer = vec![0u8; RECEIVE_BUFFER];
         loop {
-            let deadline = self.timers.next_deadline();
+            let deadline = self.core.next_deadline();
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(Command::Announce(addr)) => {
-                        let result = self.foca.announce(NodeId::seed(addr), &mut self.runtime);
-                        self.log_error("announce", result);
+                        let result = self.core.announce(addr);
+                        log_error("announce", result);
                     }
                     Some(Command::Invalidate(invalidation)) => {
-                        let result = self.foca.add_broadcast(&invalidation.encode()).map(|_| ());
-                        self.log_error("invalidation broadcast", result);
+                        let result = self.core.invalidate(&invalidation);
+                        log_error("invalidation broadcast", result);
                     }
                     Some(Command::Leave(done)) => {
-                        let result = self.foca.leave_cluster(&mut self.runtime);
-                        self.log_error("leave", result);
+                        let result = self.core.leave();
+                        log_error("leave", result);
                         self.flush_sends().await;
                         info!("left the gossip cluster");
                         let _ = done.send(());
@@ -208,9 +188,8 @@ impl Driver {
                 },
                 () = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
                     let now = Instant::now();
-                    while let Some(timer) = self.timers.pop_due(now) {
-                        let result = self.foca.handle_timer(timer, &mut self.runtime);
-                        self.log_error("timer", result);
+                    while let Some(result) = self.core.fire_due_timer(now) {
+                        log_error("timer", result);
                     }
                 }
             }
@@ -223,12 +202,7 @@ impl Driver {
     fn receive(&mut self, datagram: &[u8], from: SocketAddr) {
         self.metrics.gossip_packet("in", datagram.len());
         let keyring = self.keyring.as_ref().map(|k| Arc::clone(&k.borrow()));
-        if let Err(dropped) = take_datagram(
-            &mut self.foca,
-            &mut self.runtime,
-            keyring.as_deref(),
-            datagram,
-        ) {
+        if let Err(dropped) = self.core.receive(keyring.as_deref(), datagram) {
             self.metrics.gossip_rejected(dropped.reason());
             debug!(%from, error = %dropped, "gossip packet dropped");
         }
@@ -237,18 +211,13 @@ impl Driver {
     /// Sends, then timers, then notifications, then the new snapshot.
     async fn drain(&mut self) {
         self.flush_sends().await;
-        let now = Instant::now();
-        while let Some((delay, timer)) = self.runtime.to_schedule() {
-            self.timers.push(now + delay, timer);
-        }
-        while let Some(notification) = self.runtime.to_notify() {
+        for notification in self.core.settle(Instant::now()) {
             match notification {
                 OwnedNotification::MemberUp(id) => debug!(member = ?id, "member up"),
                 OwnedNotification::MemberDown(id) => info!(member = ?id, "member down"),
                 OwnedNotification::Rename(old, new) => debug!(?old, ?new, "member renamed"),
                 OwnedNotification::Rejoin(id) => {
                     warn!(identity = ?id, "declared down by the cluster; rejoined as a new generation");
-                    self.identity = id;
                 }
                 OwnedNotification::Active => info!("joined the gossip cluster"),
                 OwnedNotification::Idle => info!("no other members left"),
@@ -257,7 +226,7 @@ impl Driver {
                 _ => {}
             }
         }
-        if self.foca.num_members() > 0 {
+        if self.core.joined() {
             self.joined_tx
                 .send_if_modified(|joined| !std::mem::replace(joined, true));
         }
@@ -265,11 +234,11 @@ impl Driver {
     }
 
     async fn flush_sends(&mut self) {
-        while let Some((to, data)) = self.runtime.to_send() {
+        while let Some((to, data)) = self.core.next_send() {
             let packet = self.seal(data);
             self.metrics.gossip_packet("out", packet.len());
-            if let Err(error) = self.socket.send_to(&packet, to.gossip).await {
-                debug!(to = %to.gossip, %error, "gossip send failed");
+            if let Err(error) = self.socket.send_to(&packet, to).await {
+                debug!(to = %to, %error, "gossip send failed");
             }
         }
     }
@@ -281,17 +250,9 @@ impl Driver {
         }
     }
 
-    /// Publishes the membership if it changed, and retunes foca to its size.
+    /// Publishes the membership if it changed.
     fn publish(&mut self) {
-        let members = snapshot(&self.identity, &self.foca);
-        let size = members.members.iter().filter(|m| m.state.on_ring()).count();
-        if size != self.cluster_size {
-            self.cluster_size = size;
-            let config = foca_config(&self.swim, size, self.max_packet);
-            if let Err(error) = self.foca.set_config(config) {
-                warn!(%error, "could not retune gossip to the cluster size");
-            }
-        }
+        let members = self.core.snapshot();
         self.members_tx.send_if_modified(|current| {
             let changed = **current != members;
             if changed {
@@ -300,48 +261,11 @@ impl Driver {
             changed
         });
     }
-
-    fn log_error(&self, what: &str, result: Result<(), foca::Error>) {
-        if let Err(error) = result {
-            debug!(%error, "gossip {what} failed");
-        }
-    }
 }
 
-/// Membership as foca knows it, this node first, then by name.
-fn snapshot(identity: &NodeId, foca: &FocaInstance) -> Members {
-    let me = MemberInfo {
-        name: identity.name.clone(),
-        addr: identity.gossip.ip(),
-        peer_port: identity.peer_port,
-        gossip_port: identity.gossip.port(),
-        state: MemberState::Alive,
-        incarnation: 0,
-        generation: identity.generation,
-    };
-    let mut others: Vec<MemberInfo> = foca
-        .iter_membership_state()
-        .filter(|member| !member.id().is_seed() && member.id().gossip != identity.gossip)
-        .map(|member| MemberInfo {
-            name: member.id().name.clone(),
-            addr: member.id().gossip.ip(),
-            peer_port: member.id().peer_port,
-            gossip_port: member.id().gossip.port(),
-            state: match member.state() {
-                foca::State::Alive => MemberState::Alive,
-                foca::State::Suspect => MemberState::Suspect,
-                foca::State::Down => MemberState::Down,
-            },
-            incarnation: u64::from(member.incarnation()),
-            generation: member.id().generation,
-        })
-        .collect();
-    others.sort_by(|a, b| (&a.name, a.addr).cmp(&(&b.name, b.addr)));
-    let mut members = vec![me];
-    members.extend(others);
-    Members {
-        self_name: identity.name.clone(),
-        members,
+fn log_error<E: std::fmt::Display>(what: &str, result: Result<(), E>) {
+    if let Err(error) = result {
+        debug!(%error, "gossip {what} failed");
     }
 }
 
@@ -363,128 +287,6 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-/// Why a received datagram was dropped. [`Dropped::reason`] is its metric
-/// label.
-#[derive(Debug)]
-pub(super) enum Dropped {
-    Oversized,
-    Unsealed(security::seal::OpenError),
-    Undecoded(foca::Error),
-}
-
-impl Dropped {
-    pub(super) fn reason(&self) -> &'static str {
-        match self {
-            Dropped::Oversized | Dropped::Undecoded(foca::Error::DataTooBig) => "oversized",
-            Dropped::Unsealed(error) => error.reason(),
-            Dropped::Undecoded(foca::Error::DataFromOurselves) => "from-ourselves",
-            Dropped::Undecoded(_) => "malformed",
-        }
-    }
-}
-
-impl std::fmt::Display for Dropped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Dropped::Oversized => write!(f, "larger than {MAX_DATAGRAM} bytes"),
-            Dropped::Unsealed(error) => error.fmt(f),
-            Dropped::Undecoded(error) => error.fmt(f),
-        }
-    }
-}
-
-/// The largest packet foca may write: a datagram, less the seal's bytes
-/// when packets are sealed.
-pub(super) fn max_packet(sealed: bool) -> usize {
-    if sealed {
-        MAX_DATAGRAM - security::SEAL_OVERHEAD
-    } else {
-        MAX_DATAGRAM
-    }
-}
-
-/// Hands one datagram, as it came off the socket, to foca: the size check,
-/// the seal (when there is a keyring), then foca's decoder. Free of the
-/// socket so the fuzz targets run exactly this.
-pub(super) fn take_datagram(
-    foca: &mut FocaInstance,
-    runtime: &mut AccumulatingRuntime<NodeId>,
-    keyring: Option<&Keyring>,
-    datagram: &[u8],
-) -> Result<(), Dropped> {
-    if datagram.len() > MAX_DATAGRAM {
-        return Err(Dropped::Oversized);
-    }
-    let opened;
-    let payload = match keyring {
-        Some(keyring) => {
-            opened = security::open(keyring, GOSSIP_LABEL, datagram).map_err(Dropped::Unsealed)?;
-            &opened[..]
-        }
-        None => datagram,
-    };
-    foca.handle_data(payload, runtime)
-        .map_err(Dropped::Undecoded)
-}
-
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(3600)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn foca() -> FocaInstance {
-        let me = NodeId::new("me", "127.0.0.1:7946".parse().expect("addr"), 8000, 1);
-        let swim = SwimConfig::profile(crate::config::SwimProfile::Lan);
-        let (tx, _rx) = mpsc::unbounded_channel();
-        Foca::with_custom_broadcast(
-            me,
-            foca_config(&swim, 1, MAX_DATAGRAM),
-            StdRng::seed_from_u64(7),
-            PostcardCodec,
-            InvalidationHandler::new(tx),
-        )
-    }
-
-    proptest! {
-        /// Whatever arrives on the gossip port, decoding returns (an error
-        /// or not) and never panics.
-        #[test]
-        fn junk_never_panics_the_decoder(datagram in proptest::collection::vec(any::<u8>(), 0..1600)) {
-            let mut foca = foca();
-            let mut runtime = AccumulatingRuntime::new();
-            let _ = foca.handle_data(&datagram, &mut runtime);
-        }
-    }
-
-    #[test]
-    fn a_real_announce_decodes_and_truncations_do_not_panic() {
-        let mut sender = foca();
-        let mut runtime = AccumulatingRuntime::new();
-        let other = NodeId::new("other", "127.0.0.2:7946".parse().expect("addr"), 8000, 1);
-        sender.announce(other, &mut runtime).expect("announce");
-        let (_, packet) = runtime.to_send().expect("an announce packet");
-        let mut receiver = Foca::with_custom_broadcast(
-            NodeId::new("other", "127.0.0.2:7946".parse().expect("addr"), 8000, 1),
-            foca_config(
-                &SwimConfig::profile(crate::config::SwimProfile::Lan),
-                1,
-                MAX_DATAGRAM,
-            ),
-            StdRng::seed_from_u64(8),
-            PostcardCodec,
-            InvalidationHandler::new(mpsc::unbounded_channel().0),
-        );
-        let mut runtime = AccumulatingRuntime::new();
-        receiver
-            .handle_data(&packet, &mut runtime)
-            .expect("a real packet decodes");
-        assert_eq!(receiver.num_members(), 1);
-        for cut in 0..packet.len() {
-            let _ = receiver.handle_data(&packet[..cut], &mut runtime);
-        }
-    }
 }

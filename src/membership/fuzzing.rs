@@ -8,14 +8,14 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 
-use super::driver::{FocaInstance, max_packet, take_datagram};
+use super::core::{FocaInstance, max_packet, take_datagram};
 use super::identity::NodeId;
 use super::invalidation::{Invalidation, InvalidationHandler};
 use super::swim::foca_config;
 use crate::config::{SwimConfig, SwimProfile};
 use crate::security::Keyring;
 
-pub(crate) use super::driver::GOSSIP_LABEL;
+pub(crate) use super::core::GOSSIP_LABEL;
 
 /// What one datagram did to a fresh receiver.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,14 +1,20 @@
 //! Who is in the cluster. Membership is published as a snapshot on a watch
 //! channel; the node turns each snapshot into a ring. The source is a fixed
-//! peer list (or a lone node), or SWIM gossip (foca): `driver` owns the
-//! foca instance, `identity`, `swim`, `timers` and `invalidation` are its
-//! pure parts. This module does not know the cache.
+//! peer list (or a lone node), or SWIM gossip (foca): `core` is the
+//! protocol without I/O (foca, its timers, retuning, the snapshot),
+//! `driver` the one task that feeds it from the socket; `identity`, `swim`,
+//! `timers` and `invalidation` are its pure parts. `sim` (feature `sim`)
+//! runs many cores over a simulated network in virtual time. This module
+//! does not know the cache.
 
+mod core;
 mod driver;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzzing;
 mod identity;
 mod invalidation;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod swim;
 mod timers;
 

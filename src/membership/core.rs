@@ -1,0 +1,383 @@
+//! The gossip protocol around foca, without I/O: the `Foca` instance, its
+//! timers (one ordered queue), retuning foca to the cluster's size and the
+//! membership snapshot. Time enters as a parameter, randomness as the RNG
+//! it is built with, datagrams as bytes; what to send comes out as
+//! (address, bytes). The driver feeds it from a socket, tokio timers and
+//! the node's commands; the simulator (`sim`) feeds thousands of them
+//! from a virtual network and a virtual clock, so both run this same code.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, Timer};
+use rand::rngs::StdRng;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::identity::NodeId;
+use super::invalidation::{Invalidation, InvalidationHandler};
+use super::swim::{MAX_DATAGRAM, foca_config};
+use super::timers::TimerQueue;
+use super::{MemberInfo, MemberState, Members};
+use crate::config::SwimConfig;
+use crate::security::{self, Keyring};
+
+/// Associated data for sealed gossip: a packet sealed for another purpose
+/// (or another protocol version) never opens as gossip.
+pub(crate) const GOSSIP_LABEL: &[u8] = b"shoal-gossip-v1";
+
+pub(super) type FocaInstance = Foca<NodeId, PostcardCodec, StdRng, InvalidationHandler>;
+
+/// One member's protocol state: everything gossip does but the I/O.
+pub struct Core {
+    foca: FocaInstance,
+    runtime: AccumulatingRuntime<NodeId>,
+    timers: TimerQueue<Timer<NodeId>>,
+    identity: NodeId,
+    swim: SwimConfig,
+    max_packet: usize,
+    /// Members counted into the suspicion and retransmission formulas.
+    cluster_size: usize,
+    /// foca's count of active members when `cluster_size` was last
+    /// counted: the on-ring count can change only when this does, so the
+    /// members are not walked after every packet.
+    counted_at_active: usize,
+}
+
+impl Core {
+    /// A member on its own. Invalidations other members send arrive on
+    /// `invalidations`; `max_packet` is the largest packet foca may write
+    /// (see [`max_packet`]).
+    pub fn new(
+        identity: NodeId,
+        swim: SwimConfig,
+        max_packet: usize,
+        rng: StdRng,
+        invalidations: mpsc::UnboundedSender<Invalidation>,
+    ) -> Self {
+        let foca = Foca::with_custom_broadcast(
+            identity.clone(),
+            foca_config(&swim, 1, max_packet),
+            rng,
+            PostcardCodec,
+            InvalidationHandler::new(invalidations),
+        );
+        Self {
+            foca,
+            runtime: AccumulatingRuntime::new(),
+            timers: TimerQueue::default(),
+            identity,
+            swim,
+            max_packet,
+            cluster_size: 1,
+            counted_at_active: 0,
+        }
+    }
+
+    /// Asks whoever listens at `addr` to let this member in.
+    pub fn announce(&mut self, addr: SocketAddr) -> Result<(), foca::Error> {
+        self.foca.announce(NodeId::seed(addr), &mut self.runtime)
+    }
+
+    /// Queues an invalidation to ride along with gossip to every member.
+    pub fn invalidate(&mut self, invalidation: &Invalidation) -> Result<(), foca::Error> {
+        self.foca.add_broadcast(&invalidation.encode()).map(|_| ())
+    }
+
+    /// Tells the cluster this member is leaving (the packets are queued:
+    /// send them before stopping).
+    pub fn leave(&mut self) -> Result<(), foca::Error> {
+        self.foca.leave_cluster(&mut self.runtime)
+    }
+
+    /// One datagram as it came off the network.
+    pub fn receive(&mut self, keyring: Option<&Keyring>, datagram: &[u8]) -> Result<(), Dropped> {
+        take_datagram(&mut self.foca, &mut self.runtime, keyring, datagram)
+    }
+
+    /// When the earliest timer is due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Fires the earliest timer if it is due at `now`: `None` when none is.
+    pub fn fire_due_timer(&mut self, now: Instant) -> Option<Result<(), foca::Error>> {
+        let timer = self.timers.pop_due(now)?;
+        if self.is_refuted_suspicion(&timer) {
+            return Some(Ok(()));
+        }
+        Some(self.foca.handle_timer(timer, &mut self.runtime))
+    }
+
+    /// A suspicion's timer whose member has since refuted it (a higher
+    /// incarnation) or rejoined under a new identity. foca 2.0 leaves such
+    /// a member alive but still sends it `TurnUndead` (it checks only that
+    /// the member is known), and the member, told it is dead, renews its
+    /// identity: a healthy member rejoining after every refuted suspicion,
+    /// which the simulator found (BENCHMARKS.md, "Simulation"). Dropping
+    /// the timer is exactly foca's handling minus that message.
+    fn is_refuted_suspicion(&self, timer: &Timer<NodeId>) -> bool {
+        let Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } = timer
+        else {
+            return false;
+        };
+        self.foca
+            .iter_membership_state()
+            .find(|m| m.id().gossip == member_id.gossip)
+            .is_some_and(|m| m.id() != member_id || m.incarnation() != *incarnation)
+    }
+
+    /// The next datagram to send and where to (unsealed: the caller seals).
+    pub fn next_send(&mut self) -> Option<(SocketAddr, Bytes)> {
+        self.runtime.to_send().map(|(to, data)| (to.gossip, data))
+    }
+
+    /// After sends are drained: schedules the timers foca asked for from
+    /// `now`, takes note of renewals, retunes foca to the cluster's size,
+    /// and hands back what happened, in order.
+    pub fn settle(&mut self, now: Instant) -> Vec<OwnedNotification<NodeId>> {
+        while let Some((delay, timer)) = self.runtime.to_schedule() {
+            self.timers.push(now + delay, timer);
+        }
+        let mut notifications = Vec::new();
+        while let Some(notification) = self.runtime.to_notify() {
+            if let OwnedNotification::Rejoin(id) = &notification {
+                self.identity = id.clone();
+            }
+            notifications.push(notification);
+        }
+        self.retune();
+        notifications
+    }
+
+    /// True once this member has joined someone.
+    pub fn joined(&self) -> bool {
+        self.foca.num_members() > 0
+    }
+
+    /// Members alive or suspect, this one excluded (foca's count).
+    #[cfg(feature = "sim")]
+    pub fn active_members(&self) -> usize {
+        self.foca.num_members()
+    }
+
+    /// Gossip addresses of the members on the ring (alive or suspect),
+    /// this one included: what the seed loop leaves out of its announces.
+    #[cfg(feature = "sim")]
+    pub fn on_ring_addrs(&self) -> std::collections::HashSet<SocketAddr> {
+        self.foca
+            .iter_membership_state()
+            .filter(|m| !m.id().is_seed() && m.state() != foca::State::Down)
+            .map(|m| m.id().gossip)
+            .chain(std::iter::once(self.identity.gossip))
+            .collect()
+    }
+
+    /// How many members this one sees alive, itself included (what a
+    /// snapshot's alive count is, without building the snapshot).
+    #[cfg(feature = "sim")]
+    pub fn alive_count(&self) -> usize {
+        1 + self
+            .foca
+            .iter_membership_state()
+            .filter(|m| self.is_other(m.id()) && m.state() == foca::State::Alive)
+            .count()
+    }
+
+    /// Retunes suspicion and retransmissions to the on-ring count.
+    fn retune(&mut self) {
+        let active = self.foca.num_members();
+        if active == self.counted_at_active {
+            return;
+        }
+        self.counted_at_active = active;
+        let size = 1 + self
+            .foca
+            .iter_membership_state()
+            .filter(|m| self.is_other(m.id()) && m.state() != foca::State::Down)
+            .count();
+        if size != self.cluster_size {
+            self.cluster_size = size;
+            let config = foca_config(&self.swim, size, self.max_packet);
+            if let Err(error) = self.foca.set_config(config) {
+                tracing::warn!(%error, "could not retune gossip to the cluster size");
+            }
+        }
+    }
+
+    /// A member of the snapshot: not a seed placeholder, not at this
+    /// member's address.
+    fn is_other(&self, id: &NodeId) -> bool {
+        !id.is_seed() && id.gossip != self.identity.gossip
+    }
+
+    /// Members as foca knows them, seeds and this member's address left out.
+    fn others(&self) -> impl Iterator<Item = MemberInfo> + '_ {
+        self.foca
+            .iter_membership_state()
+            .filter(|member| self.is_other(member.id()))
+            .map(|member| MemberInfo {
+                name: member.id().name.clone(),
+                addr: member.id().gossip.ip(),
+                peer_port: member.id().peer_port,
+                gossip_port: member.id().gossip.port(),
+                state: match member.state() {
+                    foca::State::Alive => MemberState::Alive,
+                    foca::State::Suspect => MemberState::Suspect,
+                    foca::State::Down => MemberState::Down,
+                },
+                incarnation: u64::from(member.incarnation()),
+                generation: member.id().generation,
+            })
+    }
+
+    /// Membership as foca knows it, this member first, then by name.
+    pub fn snapshot(&self) -> Members {
+        let identity = &self.identity;
+        let me = MemberInfo {
+            name: identity.name.clone(),
+            addr: identity.gossip.ip(),
+            peer_port: identity.peer_port,
+            gossip_port: identity.gossip.port(),
+            state: MemberState::Alive,
+            incarnation: 0,
+            generation: identity.generation,
+        };
+        let mut others: Vec<MemberInfo> = self.others().collect();
+        others.sort_by(|a, b| (&a.name, a.addr).cmp(&(&b.name, b.addr)));
+        let mut members = vec![me];
+        members.extend(others);
+        Members {
+            self_name: identity.name.clone(),
+            members,
+        }
+    }
+}
+
+/// Why a received datagram was dropped. [`Dropped::reason`] is its metric
+/// label.
+#[derive(Debug)]
+pub enum Dropped {
+    Oversized,
+    Unsealed(security::seal::OpenError),
+    Undecoded(foca::Error),
+}
+
+impl Dropped {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Dropped::Oversized | Dropped::Undecoded(foca::Error::DataTooBig) => "oversized",
+            Dropped::Unsealed(error) => error.reason(),
+            Dropped::Undecoded(foca::Error::DataFromOurselves) => "from-ourselves",
+            Dropped::Undecoded(_) => "malformed",
+        }
+    }
+}
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dropped::Oversized => write!(f, "larger than {MAX_DATAGRAM} bytes"),
+            Dropped::Unsealed(error) => error.fmt(f),
+            Dropped::Undecoded(error) => error.fmt(f),
+        }
+    }
+}
+
+/// The largest packet foca may write: a datagram, less the seal's bytes
+/// when packets are sealed.
+pub fn max_packet(sealed: bool) -> usize {
+    if sealed {
+        MAX_DATAGRAM - security::SEAL_OVERHEAD
+    } else {
+        MAX_DATAGRAM
+    }
+}
+
+/// Hands one datagram, as it came off the socket, to foca: the size check,
+/// the seal (when there is a keyring), then foca's decoder. Free of the
+/// socket so the fuzz targets run exactly this.
+pub(super) fn take_datagram(
+    foca: &mut FocaInstance,
+    runtime: &mut AccumulatingRuntime<NodeId>,
+    keyring: Option<&Keyring>,
+    datagram: &[u8],
+) -> Result<(), Dropped> {
+    if datagram.len() > MAX_DATAGRAM {
+        return Err(Dropped::Oversized);
+    }
+    let opened;
+    let payload = match keyring {
+        Some(keyring) => {
+            opened = security::open(keyring, GOSSIP_LABEL, datagram).map_err(Dropped::Unsealed)?;
+            &opened[..]
+        }
+        None => datagram,
+    };
+    foca.handle_data(payload, runtime)
+        .map_err(Dropped::Undecoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foca::PostcardCodec;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+
+    fn foca() -> FocaInstance {
+        let me = NodeId::new("me", "127.0.0.1:7946".parse().expect("addr"), 8000, 1);
+        let swim = SwimConfig::profile(crate::config::SwimProfile::Lan);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        Foca::with_custom_broadcast(
+            me,
+            foca_config(&swim, 1, MAX_DATAGRAM),
+            StdRng::seed_from_u64(7),
+            PostcardCodec,
+            InvalidationHandler::new(tx),
+        )
+    }
+
+    proptest! {
+        /// Whatever arrives on the gossip port, decoding returns (an error
+        /// or not) and never panics.
+        #[test]
+        fn junk_never_panics_the_decoder(datagram in proptest::collection::vec(any::<u8>(), 0..1600)) {
+            let mut foca = foca();
+            let mut runtime = AccumulatingRuntime::new();
+            let _ = foca.handle_data(&datagram, &mut runtime);
+        }
+    }
+
+    #[test]
+    fn a_real_announce_decodes_and_truncations_do_not_panic() {
+        let mut sender = foca();
+        let mut runtime = AccumulatingRuntime::new();
+        let other = NodeId::new("other", "127.0.0.2:7946".parse().expect("addr"), 8000, 1);
+        sender.announce(other, &mut runtime).expect("announce");
+        let (_, packet) = runtime.to_send().expect("an announce packet");
+        let mut receiver = Foca::with_custom_broadcast(
+            NodeId::new("other", "127.0.0.2:7946".parse().expect("addr"), 8000, 1),
+            foca_config(
+                &SwimConfig::profile(crate::config::SwimProfile::Lan),
+                1,
+                MAX_DATAGRAM,
+            ),
+            StdRng::seed_from_u64(8),
+            PostcardCodec,
+            InvalidationHandler::new(mpsc::unbounded_channel().0),
+        );
+        let mut runtime = AccumulatingRuntime::new();
+        receiver
+            .handle_data(&packet, &mut runtime)
+            .expect("a real packet decodes");
+        assert_eq!(receiver.num_members(), 1);
+        for cut in 0..packet.len() {
+            let _ = receiver.handle_data(&packet[..cut], &mut runtime);
+        }
+    }
+}
