@@ -12,7 +12,7 @@ cd "$ROOT"
 command -v perf >/dev/null || { apt-get update -qq && apt-get install -y -qq linux-perf; }
 out=bench/results/peer-profile-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
-BENCH_ONLY=peer BENCH_REPEAT=1 BENCH_DURATION=20s BENCH_SKIP_BUILD=${BENCH_SKIP_BUILD:-} \
+BENCH_ONLY=${BENCH_PART:-peer} BENCH_REPEAT=1 BENCH_DURATION=20s BENCH_SKIP_BUILD=${BENCH_SKIP_BUILD:-} \
     bench/hit-path.sh >"$out/hit-path.log" 2>&1 &
 bench=$!
 trap 'kill $bench 2>/dev/null || true' EXIT
@@ -24,7 +24,7 @@ sleep 3
 perf record -e cpu-clock -F 1999 -a -o "$out/perf.data" -- sleep 8 >/dev/null 2>&1
 wait $bench
 trap - EXIT
-grep "peer hit" "$out/hit-path.log" | tee "$out/throughput.txt"
+grep -E "peer hit|peer, keyring" "$out/hit-path.log" | tee "$out/throughput.txt"
 perf report -i "$out/perf.data" --no-children --sort pid,sym -g none 2>/dev/null |
     python3 bench/perf_crates.py 14 | tee "$out/profile.txt"
 echo "results: $out"
