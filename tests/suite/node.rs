@@ -307,7 +307,7 @@ async fn read_only_groups_and_value_limits() {
         Some("origin"),
         "the refused PUT stored nothing"
     );
-    let exact = node.put(&path, vec![b'v'; 3936]).await;
+    let exact = node.put(&path, vec![b'v'; 3592]).await;
     assert_eq!(
         exact.status,
         204,
@@ -317,7 +317,7 @@ async fn read_only_groups_and_value_limits() {
     let got = node.get(&path).await;
     assert_eq!(
         (got.source(), got.body.len()),
-        (Some("main"), 3936),
+        (Some("main"), 3592),
         "and it is held"
     );
     assert_eq!(origin.count("fits"), 0);
