@@ -70,6 +70,15 @@ impl NodeProcess {
         })
     }
 
+    /// Its process id (for reading `/proc/PID/status`).
+    #[allow(
+        dead_code,
+        reason = "memory_bench reads it; the other benches include this file too"
+    )]
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// How it exited, once it has (reaped on the first call that sees it).
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
         if self.exited.is_none() {

@@ -1,7 +1,6 @@
 //! Values, cache entries and the TTL policy. Pure: no I/O, no clocks read
 //! here except through the `now` the caller passes in.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -34,6 +33,70 @@ impl Value {
             content_type,
         }
     }
+
+    /// The value as a cache keeps it: its bytes and content type in
+    /// allocations of their own. hyper reads a message's head and body into
+    /// one buffer and hands out slices of it, and a slice keeps the whole
+    /// buffer alive: a kept body or `Content-Type` would hold every other
+    /// message read into that buffer, unaccounted, for as long as the entry
+    /// lives. A common content type becomes a static one, which costs no
+    /// allocation at all. Values over [`COMPACT_UP_TO`] are kept as they
+    /// are: they arrive in several reads, which the body collector joins
+    /// into an allocation of their own already.
+    fn compacted(&self) -> Value {
+        let bytes = if self.bytes.len() <= COMPACT_UP_TO {
+            Bytes::copy_from_slice(&self.bytes)
+        } else {
+            self.bytes.clone()
+        };
+        let content_type = self.content_type.as_ref().map(|given| {
+            common_content_type(given)
+                .map(HeaderValue::from_static)
+                .or_else(|| HeaderValue::from_bytes(given.as_bytes()).ok())
+                .unwrap_or_else(|| given.clone())
+        });
+        Value {
+            bytes,
+            content_type,
+        }
+    }
+}
+
+/// Values up to this size are copied out of the buffer they arrived in
+/// when an entry is made (a copy of 64 KiB costs a few microseconds, once
+/// per store).
+const COMPACT_UP_TO: usize = 64 * 1024;
+
+/// Content types common enough to keep as one static copy for every entry.
+const COMMON_CONTENT_TYPES: [&str; 12] = [
+    "application/octet-stream",
+    "application/json",
+    "application/json; charset=utf-8",
+    "text/plain",
+    "text/plain; charset=utf-8",
+    "text/html",
+    "text/html; charset=utf-8",
+    "text/css",
+    "application/javascript",
+    "image/png",
+    "image/jpeg",
+    "application/x-protobuf",
+];
+
+/// `given` as one of [`COMMON_CONTENT_TYPES`], if it is one.
+fn common_content_type(given: &HeaderValue) -> Option<&'static str> {
+    COMMON_CONTENT_TYPES
+        .iter()
+        .copied()
+        .find(|common| common.as_bytes() == given.as_bytes())
+}
+
+/// What a content type costs an entry: nothing for a common one (static),
+/// else its bytes.
+fn content_type_cost(content_type: Option<&HeaderValue>) -> usize {
+    content_type
+        .filter(|given| common_content_type(given).is_none())
+        .map_or(0, HeaderValue::len)
 }
 
 /// What an origin gave to revalidate a value with (RFC 9110's validators):
@@ -204,7 +267,9 @@ impl Source {
 /// a digest collision is a miss, never a wrong value.
 #[derive(Debug)]
 pub struct Entry {
-    pub key: Arc<str>,
+    /// Boxed, not an `Arc`: nothing shares it, and a box spares the 16
+    /// bytes of counts an `Arc` puts before it.
+    pub key: Box<str>,
     pub kind: EntryKind,
     /// `None`: does not expire.
     pub expires_at: Option<Instant>,
@@ -274,6 +339,10 @@ impl Entry {
         now: Instant,
         version: Version,
     ) -> Self {
+        let kind = match kind {
+            EntryKind::Found(value) => EntryKind::Found(value.compacted()),
+            EntryKind::NotFound => EntryKind::NotFound,
+        };
         Self {
             key: key.into(),
             kind,
@@ -403,11 +472,12 @@ impl Entry {
 const LIFE_OVERHEAD: u64 = std::mem::size_of::<Life>() as u64;
 
 /// What an entry of `key` and `value` (`None`: a remembered 404) weighs:
-/// key, value bytes, content type and [`ENTRY_OVERHEAD`]. The config keeps
-/// the largest a PUT may bring within a `u32`, which moka weighs in.
+/// key, value bytes, content type (nothing for a common one, kept as one
+/// static copy) and [`ENTRY_OVERHEAD`]. The config keeps the largest a PUT
+/// may bring within a `u32`, which moka weighs in.
 pub fn weight_of(key: &str, value: Option<&Value>) -> u64 {
     let value = value.map_or(0, |value| {
-        value.bytes.len() + value.content_type.as_ref().map_or(0, HeaderValue::len)
+        value.bytes.len() + content_type_cost(value.content_type.as_ref())
     });
     key.len() as u64 + value as u64 + ENTRY_OVERHEAD
 }
@@ -504,6 +574,42 @@ mod tests {
         assert!(
             Entry::new("k", EntryKind::NotFound, None, now, Version::ZERO).is_fresh(Instant::now())
         );
+    }
+
+    /// The entry's own allocation stays in glibc's 160-byte class (an
+    /// `Arc` adds 16 bytes of counts, malloc 8 of size): a field that
+    /// grows it costs every entry, and ENTRY_OVERHEAD is measured with it.
+    #[test]
+    fn an_entry_stays_small() {
+        assert!(
+            std::mem::size_of::<Entry>() <= 128,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+    }
+
+    #[test]
+    fn a_stored_value_owns_its_bytes_and_a_common_content_type_is_static() {
+        let arrived = Bytes::from(vec![b'x'; 8192]);
+        let entry = Entry::new(
+            "k",
+            EntryKind::Found(Value::new(
+                arrived.slice(100..110),
+                Some(HeaderValue::from_bytes(b"application/json").expect("valid")),
+            )),
+            None,
+            Instant::now(),
+            Version::ZERO,
+        );
+        let EntryKind::Found(value) = &entry.kind else {
+            panic!("a value");
+        };
+        assert_eq!(value.bytes, arrived.slice(100..110));
+        // Its own copy, not a view into the 8 KiB it arrived in.
+        assert!(!std::ptr::eq(value.bytes.as_ptr(), arrived[100..].as_ptr()));
+        assert_eq!(weight_of("k", Some(value)), 1 + 10 + ENTRY_OVERHEAD);
+        let rare = Value::new("v", Some(HeaderValue::from_static("text/x-rare")));
+        assert_eq!(weight_of("k", Some(&rare)), 2 + 11 + ENTRY_OVERHEAD);
     }
 
     #[test]
