@@ -244,7 +244,7 @@ impl Simulation {
 
     /// Runs every event due by `until`, then sets the clock to it.
     pub fn run_until(&mut self, until: Duration) {
-        while let Some((at, event)) = self.queue.pop_until(until) {
+        while let Some((at, event)) = self.queue.pop_due_with_time(until) {
             self.now = at;
             self.handle(event);
         }
