@@ -59,29 +59,27 @@ fn charge(ptr: *mut u8) -> i64 {
     (usable + std::mem::size_of::<usize>()) as i64
 }
 
+/// Counts a block `System` just handed out (none if it failed).
+fn counted(ptr: *mut u8) -> *mut u8 {
+    if !ptr.is_null() {
+        let charged = charge(ptr);
+        LIVE.fetch_add(charged, Ordering::Relaxed);
+        note(charged, 1);
+    }
+    ptr
+}
+
 // SAFETY: every call is passed to `System` unchanged; the counting only
 // reads the blocks' sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract, passed on.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            let charged = charge(ptr);
-            LIVE.fetch_add(charged, Ordering::Relaxed);
-            note(charged, 1);
-        }
-        ptr
+        counted(unsafe { System.alloc(layout) })
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract, passed on.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            let charged = charge(ptr);
-            LIVE.fetch_add(charged, Ordering::Relaxed);
-            note(charged, 1);
-        }
-        ptr
+        counted(unsafe { System.alloc_zeroed(layout) })
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
