@@ -5,7 +5,8 @@
 //! [--nodes 50,200] [--seed 1] [--trials 3] [--scenario standard|loss]
 //! [--loss 0.1] [--duration 600] [--window 30] [--profile lan|fast]
 //! [--delay-us 100] [--jitter-us 400] [--start-interval-ms 2]
-//! [--suspicion-multiplier M] [--csv FILE]`
+//! [--suspicion-multiplier M] [--confirmed-suspicion-multiplier m]
+//! [--suspicion-confirmations K] [--csv FILE]`
 //!
 //! `standard`: cold start, gossip traffic over `--window` s, an
 //! invalidation's spread after 1 s and 5 s, a crash and a graceful leave
@@ -35,6 +36,11 @@ struct Args {
     /// Overrides the profile's (suspicion lasts M × max(1, log10 N) probe
     /// intervals): for measuring how much shorter suspicion could be.
     suspicion_multiplier: Option<f64>,
+    /// Overrides the profile's Lifeguard confirmations (0: off), to compare
+    /// detection with and without them in one build.
+    suspicion_confirmations: Option<u8>,
+    /// Overrides the profile's confirmed suspicion (m × max(1, log10 N)).
+    confirmed_suspicion_multiplier: Option<f64>,
     csv: Option<std::path::PathBuf>,
 }
 
@@ -63,6 +69,8 @@ fn args() -> Args {
         jitter_us: 400,
         start_interval_ms: 2,
         suspicion_multiplier: None,
+        suspicion_confirmations: None,
+        confirmed_suspicion_multiplier: None,
         csv: None,
     };
     let mut it = std::env::args().skip(1);
@@ -89,6 +97,12 @@ fn args() -> Args {
             "--jitter-us" => args.jitter_us = parse(&flag, &value),
             "--start-interval-ms" => args.start_interval_ms = parse(&flag, &value),
             "--suspicion-multiplier" => args.suspicion_multiplier = Some(parse(&flag, &value)),
+            "--suspicion-confirmations" => {
+                args.suspicion_confirmations = Some(parse(&flag, &value))
+            }
+            "--confirmed-suspicion-multiplier" => {
+                args.confirmed_suspicion_multiplier = Some(parse(&flag, &value))
+            }
             "--csv" => args.csv = Some(value.into()),
             _ => usage(&format!("unknown flag {flag}")),
         }
@@ -124,6 +138,12 @@ fn main() {
             config.swim = SwimConfig::profile(args.profile);
             if let Some(multiplier) = args.suspicion_multiplier {
                 config.swim.suspicion_multiplier = multiplier;
+            }
+            if let Some(confirmations) = args.suspicion_confirmations {
+                config.swim.suspicion_confirmations = confirmations;
+            }
+            if let Some(multiplier) = args.confirmed_suspicion_multiplier {
+                config.swim.confirmed_suspicion_multiplier = multiplier;
             }
             config.network.delay = Duration::from_micros(args.delay_us);
             config.network.jitter = Duration::from_micros(args.jitter_us);

@@ -1,7 +1,8 @@
 //! The membership simulator's own tests (feature `sim`): a seed replays a
 //! run exactly; other seeds still converge; small clusters reproduce what
 //! the real multi-process runs measure (BENCHMARKS.md, "Membership" and
-//! "Simulation"); partitions heal; loss makes no false positives.
+//! "Simulation"); partitions heal; loss makes no false positives;
+//! Lifeguard's confirmations cut a crash's detection short.
 //!
 //! Everything runs in virtual time, so a debug build on a busy machine
 //! gives the same answers as a release build on an idle one.
@@ -47,14 +48,22 @@ fn every_seed_converges() {
     }
 }
 
-/// The real 50-node run (BENCHMARKS.md): converged in 1.0 s, SIGKILL gone
-/// from every ring in 9.5–9.9 s, SIGTERM in 0.2–0.5 s, no false positives.
-/// The bounds are wide enough for noise, narrow enough to catch a protocol
-/// that is off by a probe round or a suspicion period.
+/// A cluster of `nodes` without Lifeguard's confirmations: every suspicion
+/// lasts its full length, as in the real runs measured before them.
+fn unconfirmed(nodes: usize, seed: u64) -> SimConfig {
+    let mut config = SimConfig::new(nodes, seed);
+    config.swim.suspicion_confirmations = 0;
+    config
+}
+
+/// The real 50-node run (BENCHMARKS.md, before confirmations): converged in
+/// 1.0 s, SIGKILL gone from every ring in 9.5–9.9 s, SIGTERM in 0.2–0.5 s,
+/// no false positives. The bounds are wide enough for noise, narrow enough
+/// to catch a protocol that is off by a probe round or a suspicion period.
 #[test]
 fn fifty_members_behave_as_the_real_fifty_node_run() {
     for seed in [1, 2] {
-        let report = standard_run(SimConfig::new(50, seed), WINDOW);
+        let report = standard_run(unconfirmed(50, seed), WINDOW);
         let converged = report.converged.expect("converges");
         assert!(
             converged < secs(3),
@@ -125,4 +134,23 @@ fn ten_percent_loss_makes_no_false_positives() {
     assert_eq!(report.false_downs, 0);
     assert_eq!(report.renewals, 0);
     assert!(report.crash_gone.is_some_and(|t| t < secs(20)));
+}
+
+/// Lifeguard: the members that probe a crashed one each confirm the
+/// suspicion, so it ends well before its unconfirmed length, but never
+/// before its confirmed one (1 × log10(50) × 1 s = 1.7 s).
+#[test]
+fn confirmations_cut_a_crashs_detection_short() {
+    for seed in [1, 2] {
+        let full = standard_run(unconfirmed(50, seed), WINDOW)
+            .crash_gone
+            .expect("crash detected");
+        let confirmed = standard_run(SimConfig::new(50, seed), WINDOW)
+            .crash_gone
+            .expect("crash detected");
+        assert!(
+            confirmed > Duration::from_millis(1_700) && confirmed + secs(2) < full,
+            "seed {seed}: crash gone in {confirmed:?} confirmed, {full:?} not"
+        );
+    }
 }

@@ -111,6 +111,8 @@ pub struct FileMembership {
     pub probe_timeout: Option<Duration>,
     pub indirect_probes: Option<u8>,
     pub suspicion_multiplier: Option<f64>,
+    pub confirmed_suspicion_multiplier: Option<f64>,
+    pub suspicion_confirmations: Option<u8>,
     #[serde(default, with = "duration")]
     pub gossip_interval: Option<Duration>,
     pub gossip_nodes: Option<u8>,

@@ -715,3 +715,30 @@ fn circuit_breaker_defaults_and_its_off_switch() {
         "unknown field",
     );
 }
+
+#[test]
+fn confirmed_suspicion_fits_under_the_unconfirmed_one() {
+    let gossip = |membership: &str| {
+        format!("discovery: {{ seeds: [shoal-gossip] }}\nmembership: {{ {membership} }}\n{GROUPS}")
+    };
+    let text = gossip(
+        "suspicion_multiplier: 2, confirmed_suspicion_multiplier: 0.5, suspicion_confirmations: 3",
+    );
+    let config = resolve(&cli(&[]), Some(&file(&text)), &host()).expect("valid");
+    let MembershipConfig::Gossip(gossip_config) = &config.membership else {
+        panic!("gossip membership expected");
+    };
+    assert_eq!(gossip_config.swim.confirmed_suspicion_multiplier, 0.5);
+    assert_eq!(gossip_config.swim.suspicion_confirmations, 3);
+    for bad in [
+        "suspicion_multiplier: 2, confirmed_suspicion_multiplier: 3",
+        "confirmed_suspicion_multiplier: 0.1",
+    ] {
+        let error = resolve(&cli(&[]), Some(&file(&gossip(bad))), &host()).expect_err(bad);
+        assert_eq!(
+            error.field.as_deref(),
+            Some("membership.confirmed_suspicion_multiplier"),
+            "{bad}: {error}"
+        );
+    }
+}

@@ -168,6 +168,12 @@ pub struct SwimConfig {
     pub indirect_probes: u8,
     /// Suspicion lasts this many × max(1, log10 N) probe intervals.
     pub suspicion_multiplier: f64,
+    /// ... and this many once `suspicion_confirmations` other members
+    /// confirm it (Lifeguard): at most `suspicion_multiplier`.
+    pub confirmed_suspicion_multiplier: f64,
+    /// Independent confirmations that bring suspicion down to its
+    /// confirmed length; 0 turns confirmations off.
+    pub suspicion_confirmations: u8,
     /// How often updates are gossiped, and to how many members.
     pub gossip_interval: Duration,
     /// Members each gossip round goes to.
@@ -185,6 +191,8 @@ impl SwimConfig {
                 probe_timeout: Duration::from_millis(500),
                 indirect_probes: 3,
                 suspicion_multiplier: 4.0,
+                confirmed_suspicion_multiplier: 1.0,
+                suspicion_confirmations: 2,
                 gossip_interval: Duration::from_millis(200),
                 gossip_nodes: 3,
                 retransmit_multiplier: 4,
@@ -194,6 +202,8 @@ impl SwimConfig {
                 probe_timeout: Duration::from_millis(250),
                 indirect_probes: 3,
                 suspicion_multiplier: 3.0,
+                confirmed_suspicion_multiplier: 1.0,
+                suspicion_confirmations: 2,
                 gossip_interval: Duration::from_millis(100),
                 gossip_nodes: 3,
                 retransmit_multiplier: 4,

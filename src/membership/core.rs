@@ -1,6 +1,7 @@
 //! The gossip protocol around foca, without I/O: the `Foca` instance, its
-//! timers (one ordered queue), retuning foca to the cluster's size and the
-//! membership snapshot. Time enters as a parameter, randomness as the RNG
+//! timers (one ordered queue), retuning foca to the cluster's size,
+//! Lifeguard's confirmed suspicions (`lifeguard`) and the membership
+//! snapshot. Time enters as a parameter, randomness as the RNG
 //! it is built with, datagrams as bytes; what to send comes out as
 //! (address, bytes). The driver feeds it from a socket, tokio timers and
 //! the node's commands; the simulator (`sim`) feeds thousands of them
@@ -9,14 +10,16 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, Timer};
+use foca::{Foca, OwnedNotification, PostcardCodec, Runtime, Timer};
 use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::identity::NodeId;
-use super::invalidation::{Invalidation, InvalidationHandler};
-use super::swim::{MAX_DATAGRAM, foca_config};
+use super::invalidation::{Broadcasts, Confirmation, Invalidation};
+use super::lifeguard::{Bounds, Suspect, Suspicions};
+use super::runtime::CoreRuntime;
+use super::swim::{MAX_DATAGRAM, confirmed_suspicion, foca_config, suspicion};
 use super::timers::TimerQueue;
 use super::{MemberInfo, MemberState, Members};
 use crate::config::SwimConfig;
@@ -26,13 +29,23 @@ use crate::security::{self, Keyring};
 /// (or another protocol version) never opens as gossip.
 pub(crate) const GOSSIP_LABEL: &[u8] = b"shoal-gossip-v1";
 
-pub(super) type FocaInstance = Foca<NodeId, PostcardCodec, StdRng, InvalidationHandler>;
+pub(super) type FocaInstance = Foca<NodeId, PostcardCodec, StdRng, Broadcasts>;
+
+/// How often followed suspicions are swept, and how many of their longest
+/// timeouts after their last change they are forgotten.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const FORGET_AFTER_TIMEOUTS: u32 = 3;
 
 /// One member's protocol state: everything gossip does but the I/O.
 pub struct Core {
     foca: FocaInstance,
-    runtime: AccumulatingRuntime<NodeId>,
+    runtime: CoreRuntime,
     timers: TimerQueue<Timer<NodeId>>,
+    /// Suspicions this member raised or others confirmed.
+    suspicions: Suspicions,
+    /// Other members' confirmations, from the broadcast handler.
+    confirmations: mpsc::UnboundedReceiver<Confirmation>,
+    swept_at: Option<Instant>,
     identity: NodeId,
     swim: SwimConfig,
     max_packet: usize,
@@ -55,17 +68,21 @@ impl Core {
         rng: StdRng,
         invalidations: mpsc::UnboundedSender<Invalidation>,
     ) -> Self {
+        let (confirm_tx, confirmations) = mpsc::unbounded_channel();
         let foca = Foca::with_custom_broadcast(
             identity.clone(),
             foca_config(&swim, 1, max_packet),
             rng,
             PostcardCodec,
-            InvalidationHandler::new(invalidations),
+            Broadcasts::new(invalidations, confirm_tx),
         );
         Self {
             foca,
-            runtime: AccumulatingRuntime::new(),
+            runtime: CoreRuntime::default(),
             timers: TimerQueue::default(),
+            suspicions: Suspicions::default(),
+            confirmations,
+            swept_at: None,
             identity,
             swim,
             max_packet,
@@ -103,20 +120,22 @@ impl Core {
     /// Fires the earliest timer if it is due at `now`: `None` when none is.
     pub fn fire_due_timer(&mut self, now: Instant) -> Option<Result<(), foca::Error>> {
         let timer = self.timers.pop_due(now)?;
-        if self.is_refuted_suspicion(&timer) {
+        if self.is_stale_suspicion(&timer) {
             return Some(Ok(()));
         }
         Some(self.foca.handle_timer(timer, &mut self.runtime))
     }
 
-    /// A suspicion's timer whose member has since refuted it (a higher
-    /// incarnation) or rejoined under a new identity. foca 2.0 leaves such
-    /// a member alive but still sends it `TurnUndead` (it checks only that
-    /// the member is known), and the member, told it is dead, renews its
-    /// identity: a healthy member rejoining after every refuted suspicion,
-    /// which the simulator found (BENCHMARKS.md, "Simulation"). Dropping
-    /// the timer is exactly foca's handling minus that message.
-    fn is_refuted_suspicion(&self, timer: &Timer<NodeId>) -> bool {
+    /// A suspicion's timer whose member is no longer suspect at that
+    /// incarnation: it refuted (a higher incarnation), rejoined under a new
+    /// identity, or is down already (a confirmed suspicion's earlier copy
+    /// of the timer fired first). foca 2.0 leaves a refuted member alive
+    /// but still sends it `TurnUndead` (it checks only that the member is
+    /// known), and the member, told it is dead, renews its identity: a
+    /// healthy member rejoining after every refuted suspicion, which the
+    /// simulator found (BENCHMARKS.md, "Simulation"). Dropping the timer is
+    /// exactly foca's handling minus that message.
+    fn is_stale_suspicion(&self, timer: &Timer<NodeId>) -> bool {
         let Timer::ChangeSuspectToDown {
             member_id,
             incarnation,
@@ -128,23 +147,53 @@ impl Core {
         self.foca
             .iter_membership_state()
             .find(|m| m.id().gossip == member_id.gossip)
-            .is_some_and(|m| m.id() != member_id || m.incarnation() != *incarnation)
+            .is_some_and(|m| {
+                m.id() != member_id
+                    || m.incarnation() != *incarnation
+                    || m.state() != foca::State::Suspect
+            })
     }
 
     /// The next datagram to send and where to (unsealed: the caller seals).
     pub fn next_send(&mut self) -> Option<(SocketAddr, Bytes)> {
-        self.runtime.to_send().map(|(to, data)| (to.gossip, data))
+        self.runtime.next_send().map(|(to, data)| (to.gossip, data))
     }
 
     /// After sends are drained: schedules the timers foca asked for from
-    /// `now`, takes note of renewals, retunes foca to the cluster's size,
-    /// and hands back what happened, in order.
+    /// `now`, takes in confirmations, takes note of renewals, retunes foca
+    /// to the cluster's size, and hands back what happened, in order. A
+    /// refutation may queue sends: drain them again after.
     pub fn settle(&mut self, now: Instant) -> Vec<OwnedNotification<NodeId>> {
-        while let Some((delay, timer)) = self.runtime.to_schedule() {
+        let bounds = self.suspicion_bounds();
+        while let Some((delay, timer)) = self.runtime.next_timer() {
+            if let Timer::ChangeSuspectToDown {
+                member_id,
+                incarnation,
+                ..
+            } = &timer
+            {
+                let suspect = Suspect::new(member_id, *incarnation);
+                let sooner =
+                    self.suspicions
+                        .raised(suspect, timer.clone(), now + delay, now, bounds);
+                self.schedule_sooner(sooner);
+            }
             self.timers.push(now + delay, timer);
         }
+        self.confirm_failed_probes();
+        while let Ok(confirmation) = self.confirmations.try_recv() {
+            if confirmation.suspect.gossip == self.identity.gossip {
+                self.refute(&confirmation);
+            } else if confirmation.from != self.identity.gossip {
+                let sooner =
+                    self.suspicions
+                        .confirmed(confirmation.suspect, confirmation.from, now, bounds);
+                self.schedule_sooner(sooner);
+            }
+        }
+        self.sweep_suspicions(now, bounds);
         let mut notifications = Vec::new();
-        while let Some(notification) = self.runtime.to_notify() {
+        while let Some(notification) = self.runtime.next_notification() {
             if let OwnedNotification::Rejoin(id) = &notification {
                 self.identity = id.clone();
             }
@@ -152,6 +201,92 @@ impl Core {
         }
         self.retune();
         notifications
+    }
+
+    /// How long a suspicion lasts at today's cluster size, by confirmations.
+    fn suspicion_bounds(&self) -> Bounds {
+        Bounds {
+            max: suspicion(&self.swim, self.cluster_size),
+            min: confirmed_suspicion(&self.swim, self.cluster_size),
+            expected: self.swim.suspicion_confirmations,
+        }
+    }
+
+    /// A confirmed suspicion's timer, again at its earlier deadline: the
+    /// first copy to fire declares the member down, the other is stale.
+    fn schedule_sooner(&mut self, sooner: Option<(Instant, Timer<NodeId>)>) {
+        if let Some((due, timer)) = sooner {
+            self.timers.push(due, timer);
+        }
+    }
+
+    /// Tells every member which suspects this one's probes found silent, so
+    /// those that suspect them too can cut their suspicion short. Off when
+    /// confirmations are (`suspicion_confirmations: 0`).
+    fn confirm_failed_probes(&mut self) {
+        for id in self.runtime.take_failed_probes() {
+            if self.swim.suspicion_confirmations == 0 {
+                continue;
+            }
+            let Some(incarnation) = self
+                .foca
+                .iter_membership_state()
+                .find(|m| m.id() == &id && m.state() == foca::State::Suspect)
+                .map(|m| m.incarnation())
+            else {
+                // Refuted, down or gone already: nothing to confirm.
+                continue;
+            };
+            let confirmation = Confirmation {
+                suspect: Suspect::new(&id, incarnation),
+                from: self.identity.gossip,
+            };
+            if let Err(error) = self.foca.add_broadcast(&confirmation.encode()) {
+                tracing::debug!(%error, "could not broadcast a suspicion's confirmation");
+            }
+        }
+    }
+
+    /// Someone confirmed a suspicion of this member: it refutes it (if
+    /// gossip has not told it yet) and tells the confirmer directly, since
+    /// any packet's header carries the refuting incarnation. foca alone
+    /// spreads a refutation only from the members this one happens to
+    /// talk to next, and a suspecter that hears of it too late declares a
+    /// healthy member down: what the simulator's false downs at 10 % loss
+    /// were. This is Lifeguard's "buddy system" over confirmations.
+    fn refute(&mut self, confirmation: &Confirmation) {
+        if confirmation.suspect.generation != self.identity.generation {
+            return;
+        }
+        let suspected = foca::Member::new(
+            self.identity.clone(),
+            confirmation.suspect.incarnation,
+            foca::State::Suspect,
+        );
+        let confirmer = self
+            .foca
+            .iter_membership_state()
+            .find(|m| m.id().gossip == confirmation.from && m.state() != foca::State::Down)
+            .map(|m| m.id().clone());
+        let refuted = self
+            .foca
+            .apply_many(std::iter::once(suspected), true, &mut self.runtime)
+            .and_then(|()| match confirmer {
+                Some(confirmer) => self.foca.announce(confirmer, &mut self.runtime),
+                None => Ok(()),
+            });
+        if let Err(error) = refuted {
+            tracing::debug!(%error, "could not refute a suspicion of this member");
+        }
+    }
+
+    fn sweep_suspicions(&mut self, now: Instant, bounds: Bounds) {
+        if self.suspicions.is_empty() || self.swept_at.is_some_and(|at| now - at < SWEEP_EVERY) {
+            return;
+        }
+        self.swept_at = Some(now);
+        self.suspicions
+            .forget_older_than(bounds.max * FORGET_AFTER_TIMEOUTS, now);
     }
 
     /// True once this member has joined someone.
@@ -303,7 +438,7 @@ pub fn max_packet(sealed: bool) -> usize {
 /// socket so the fuzz targets run exactly this.
 pub(super) fn take_datagram(
     foca: &mut FocaInstance,
-    runtime: &mut AccumulatingRuntime<NodeId>,
+    runtime: impl Runtime<NodeId>,
     keyring: Option<&Keyring>,
     datagram: &[u8],
 ) -> Result<(), Dropped> {
@@ -325,7 +460,7 @@ pub(super) fn take_datagram(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use foca::PostcardCodec;
+    use foca::{AccumulatingRuntime, PostcardCodec};
     use proptest::prelude::*;
     use rand::SeedableRng;
 
@@ -338,7 +473,7 @@ mod tests {
             foca_config(&swim, 1, MAX_DATAGRAM),
             StdRng::seed_from_u64(7),
             PostcardCodec,
-            InvalidationHandler::new(tx),
+            Broadcasts::new(tx, mpsc::unbounded_channel().0),
         )
     }
 
@@ -369,7 +504,7 @@ mod tests {
             ),
             StdRng::seed_from_u64(8),
             PostcardCodec,
-            InvalidationHandler::new(mpsc::unbounded_channel().0),
+            Broadcasts::new(mpsc::unbounded_channel().0, mpsc::unbounded_channel().0),
         );
         let mut runtime = AccumulatingRuntime::new();
         receiver

@@ -208,7 +208,8 @@ impl Driver {
         }
     }
 
-    /// Sends, then timers, then notifications, then the new snapshot.
+    /// Sends, then timers, confirmations and notifications, then what they
+    /// sent, then the new snapshot.
     async fn drain(&mut self) {
         self.flush_sends().await;
         for notification in self.core.settle(Instant::now()) {
@@ -226,6 +227,8 @@ impl Driver {
                 _ => {}
             }
         }
+        // A refutation in `settle` may have queued packets.
+        self.flush_sends().await;
         if self.core.joined() {
             self.joined_tx
                 .send_if_modified(|joined| !std::mem::replace(joined, true));

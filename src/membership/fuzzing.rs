@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::core::{FocaInstance, max_packet, take_datagram};
 use super::identity::NodeId;
-use super::invalidation::{Invalidation, InvalidationHandler};
+use super::invalidation::{Broadcasts, Invalidation};
 use super::swim::foca_config;
 use crate::config::{SwimConfig, SwimProfile};
 use crate::security::Keyring;
@@ -39,7 +39,7 @@ fn node(
         foca_config(&swim, 1, max_packet(sealed)),
         StdRng::seed_from_u64(u64::from(last_octet)),
         PostcardCodec,
-        InvalidationHandler::new(tx),
+        Broadcasts::new(tx, mpsc::unbounded_channel().0),
     );
     (foca, rx)
 }

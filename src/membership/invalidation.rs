@@ -6,6 +6,14 @@
 //!
 //! Each invalidation has a random id: a member passes on only ids it has
 //! not seen, so dissemination stops once everyone has it.
+//!
+//! The same channel carries Lifeguard's confirmations ([`Confirmation`]:
+//! "my own probe of this member failed too"). Nodes from before them
+//! decode every item as an invalidation, so a confirmation travels inside
+//! one: an invalidation of group `""` (a name no group can have: an older
+//! node drops no copy, it only logs the unknown group and passes it on)
+//! followed by the confirmation, which postcard lets an older node ignore
+//! as trailing bytes.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -14,8 +22,10 @@ use foca::{BroadcastHandler, Invalidates};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::mpsc;
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::identity::NodeId;
+use super::lifeguard::Suspect;
 
 /// Ids remembered to stop re-dissemination; far more than can be in flight.
 const SEEN_CAPACITY: usize = 100_000;
@@ -32,6 +42,60 @@ pub struct Invalidation {
     /// are superseded. Last, so that a node that predates it still decodes
     /// the fields it knows (postcard ignores trailing bytes).
     pub superseded: u64,
+}
+
+/// The group of the invalidation a [`Confirmation`] travels in.
+const CONFIRMATION_GROUP: &str = "";
+
+/// "My own probe of `suspect` failed": Lifeguard's independent confirmation
+/// of a suspicion, which cuts it short (see `lifeguard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    pub suspect: Suspect,
+    /// The confirming member's gossip address: each counts once.
+    pub from: SocketAddr,
+}
+
+impl Confirmation {
+    /// The broadcast: an invalidation of no group with the confirmation
+    /// after it. Its id is a hash of the confirmation, not a random
+    /// number: the same member confirming the same suspicion again adds
+    /// nothing, and the simulator's runs stay a function of their seed.
+    pub fn encode(&self) -> Vec<u8> {
+        let confirmation = postcard::to_stdvec(self).unwrap_or_default();
+        let mut data = Invalidation {
+            id: xxh3_64(&confirmation),
+            group: CONFIRMATION_GROUP.to_owned(),
+            digest: 0,
+            owner: None,
+            superseded: 0,
+        }
+        .encode();
+        data.extend(confirmation);
+        data
+    }
+}
+
+/// A custom broadcast item, decoded.
+#[derive(Debug, PartialEq, Eq)]
+enum Item {
+    Invalidation(Invalidation),
+    Confirmation { id: u64, confirmation: Confirmation },
+}
+
+impl Item {
+    fn decode(data: &[u8]) -> Result<Self, postcard::Error> {
+        if let Ok((envelope, rest)) = postcard::take_from_bytes::<Invalidation>(data)
+            && envelope.group == CONFIRMATION_GROUP
+        {
+            let confirmation = postcard::from_bytes(rest)?;
+            return Ok(Self::Confirmation {
+                id: envelope.id,
+                confirmation,
+            });
+        }
+        Invalidation::decode(data).map(Self::Invalidation)
+    }
 }
 
 /// An invalidation as nodes that predate versions send it.
@@ -65,7 +129,8 @@ impl Invalidation {
 }
 
 /// Orders invalidations in foca's backlog: a newer one for the same key
-/// replaces one not yet fully sent.
+/// replaces one not yet fully sent. A confirmation's key is its id: none
+/// replaces another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidationKey {
     group: String,
@@ -79,22 +144,29 @@ impl Invalidates for InvalidationKey {
 }
 
 #[derive(Debug, Error)]
-#[error("malformed invalidation broadcast: {0}")]
-pub struct MalformedInvalidation(postcard::Error);
+#[error("malformed gossip broadcast: {0}")]
+pub struct MalformedBroadcast(postcard::Error);
 
-pub struct InvalidationHandler {
+/// foca's handler of our custom broadcasts: invalidations and confirmations.
+pub struct Broadcasts {
     seen: HashSet<u64>,
     order: VecDeque<u64>,
     /// Invalidations from other members, for the node to apply.
     received: mpsc::UnboundedSender<Invalidation>,
+    /// Confirmations from other members, for the core's suspicions.
+    confirmations: mpsc::UnboundedSender<Confirmation>,
 }
 
-impl InvalidationHandler {
-    pub fn new(received: mpsc::UnboundedSender<Invalidation>) -> Self {
+impl Broadcasts {
+    pub fn new(
+        received: mpsc::UnboundedSender<Invalidation>,
+        confirmations: mpsc::UnboundedSender<Confirmation>,
+    ) -> Self {
         Self {
             seen: HashSet::new(),
             order: VecDeque::new(),
             received,
+            confirmations,
         }
     }
 
@@ -113,16 +185,31 @@ impl InvalidationHandler {
     }
 }
 
-impl BroadcastHandler<NodeId> for InvalidationHandler {
+impl BroadcastHandler<NodeId> for Broadcasts {
     type Key = InvalidationKey;
-    type Error = MalformedInvalidation;
+    type Error = MalformedBroadcast;
 
     fn receive_item(
         &mut self,
         data: &[u8],
         sender: Option<&NodeId>,
     ) -> Result<Option<Self::Key>, Self::Error> {
-        let invalidation = Invalidation::decode(data).map_err(MalformedInvalidation)?;
+        let invalidation = match Item::decode(data).map_err(MalformedBroadcast)? {
+            Item::Invalidation(invalidation) => invalidation,
+            Item::Confirmation { id, confirmation } => {
+                if !self.first_sight(id) {
+                    return Ok(None);
+                }
+                // Our own (sender None) is this member's own suspicion.
+                if sender.is_some() {
+                    let _ = self.confirmations.send(confirmation);
+                }
+                return Ok(Some(InvalidationKey {
+                    group: CONFIRMATION_GROUP.to_owned(),
+                    digest: u128::from(id),
+                }));
+            }
+        };
         if !self.first_sight(invalidation.id) {
             return Ok(None);
         }
@@ -160,7 +247,7 @@ mod tests {
     #[test]
     fn new_invalidations_are_applied_and_passed_on_once() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut handler = InvalidationHandler::new(tx);
+        let mut handler = Broadcasts::new(tx, mpsc::unbounded_channel().0);
         let data = invalidation(7).encode();
         assert!(
             handler
@@ -181,7 +268,7 @@ mod tests {
     #[test]
     fn our_own_invalidations_are_not_applied_again() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut handler = InvalidationHandler::new(tx);
+        let mut handler = Broadcasts::new(tx, mpsc::unbounded_channel().0);
         assert!(
             handler
                 .receive_item(&invalidation(1).encode(), None)
@@ -218,13 +305,68 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let (tx, _rx) = mpsc::unbounded_channel();
-        let mut handler = InvalidationHandler::new(tx);
+        let mut handler = Broadcasts::new(tx, mpsc::unbounded_channel().0);
         assert!(handler.receive_item(&[0xff; 3], Some(&sender())).is_err());
         assert!(handler.receive_item(&[], Some(&sender())).is_err());
     }
 
+    fn confirmation() -> Confirmation {
+        Confirmation {
+            suspect: Suspect {
+                gossip: "10.0.0.9:7946".parse().expect("addr"),
+                generation: 1_764_000_000_000,
+                incarnation: 3,
+            },
+            from: "10.0.0.2:7946".parse().expect("addr"),
+        }
+    }
+
+    #[test]
+    fn confirmations_reach_the_core_once_and_never_the_cache() {
+        let (tx, mut invalidations) = mpsc::unbounded_channel();
+        let (confirm_tx, mut confirmations) = mpsc::unbounded_channel();
+        let mut handler = Broadcasts::new(tx, confirm_tx);
+        let data = confirmation().encode();
+        assert!(
+            handler
+                .receive_item(&data, Some(&sender()))
+                .expect("valid")
+                .is_some()
+        );
+        assert_eq!(confirmations.try_recv().ok(), Some(confirmation()));
+        assert!(invalidations.try_recv().is_err());
+        assert!(
+            handler
+                .receive_item(&data, Some(&sender()))
+                .expect("valid")
+                .is_none()
+        );
+        // Our own is passed on, not counted.
+        let mut own = confirmation();
+        own.suspect.incarnation = 4;
+        assert!(
+            handler
+                .receive_item(&own.encode(), None)
+                .expect("valid")
+                .is_some()
+        );
+        assert!(confirmations.try_recv().is_err());
+    }
+
+    #[test]
+    fn an_older_node_reads_a_confirmation_as_an_invalidation_of_no_group() {
+        let data = confirmation().encode();
+        let seen = Invalidation::decode(&data).expect("decodes");
+        assert_eq!((seen.group.as_str(), seen.owner), ("", None));
+        let truncated = &data[..data.len() - 2];
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut handler = Broadcasts::new(tx, mpsc::unbounded_channel().0);
+        assert!(handler.receive_item(truncated, Some(&sender())).is_err());
+    }
+
     #[test]
     fn fits_a_datagram() {
+        assert!(confirmation().encode().len() < 64);
         let mut long = invalidation(u64::MAX);
         long.group = "g".repeat(200);
         assert!(long.encode().len() < 300);

@@ -3,7 +3,8 @@
 //! peer list (or a lone node), or SWIM gossip (foca): `core` is the
 //! protocol without I/O (foca, its timers, retuning, the snapshot),
 //! `driver` the one task that feeds it from the socket; `identity`, `swim`,
-//! `timers` and `invalidation` are its pure parts. `sim` (feature `sim`)
+//! `timers`, `invalidation` and `lifeguard` (confirmed suspicions) are its
+//! pure parts. `sim` (feature `sim`)
 //! runs many cores over a simulated network in virtual time. This module
 //! does not know the cache.
 
@@ -13,6 +14,8 @@ mod driver;
 pub(crate) mod fuzzing;
 mod identity;
 mod invalidation;
+mod lifeguard;
+mod runtime;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod swim;

@@ -1,7 +1,8 @@
 //! SWIM timings → foca's configuration for a cluster of a given size. Pure.
 //!
 //! Suspicion lasts `suspicion_multiplier × max(1, log10 N)` probe intervals
-//! and updates are sent `retransmit_multiplier × ceil(log10(N + 1))` times,
+//! (down to `confirmed_suspicion_multiplier ×` as other members confirm it:
+//! `lifeguard`) and updates are sent `retransmit_multiplier × ceil(log10(N + 1))` times,
 //! as memberlist does (foca's own preset rounds the latter down). The node
 //! recomputes both as the cluster grows or shrinks.
 
@@ -18,10 +19,19 @@ pub const MAX_DATAGRAM: usize = 1400;
 /// split halves find each other again) before it is forgotten.
 const REMOVE_DOWN_AFTER: Duration = Duration::from_secs(600);
 
+/// An unconfirmed suspicion: foca's `suspect_to_down_after`.
 pub fn suspicion(swim: &SwimConfig, cluster_size: usize) -> Duration {
+    suspicion_of(swim, swim.suspicion_multiplier, cluster_size)
+}
+
+/// A suspicion confirmed by `suspicion_confirmations` other members.
+pub fn confirmed_suspicion(swim: &SwimConfig, cluster_size: usize) -> Duration {
+    suspicion_of(swim, swim.confirmed_suspicion_multiplier, cluster_size)
+}
+
+fn suspicion_of(swim: &SwimConfig, multiplier: f64, cluster_size: usize) -> Duration {
     let n = cluster_size.max(1) as f64;
-    swim.probe_interval
-        .mul_f64(swim.suspicion_multiplier * n.log10().max(1.0))
+    swim.probe_interval.mul_f64(multiplier * n.log10().max(1.0))
 }
 
 pub fn retransmissions(swim: &SwimConfig, cluster_size: usize) -> u8 {
@@ -70,6 +80,7 @@ mod tests {
         assert_eq!(suspicion(&lan, 3), Duration::from_secs(4));
         assert_eq!(suspicion(&lan, 10), Duration::from_secs(4));
         assert_eq!(suspicion(&lan, 100), Duration::from_secs(8));
+        assert_eq!(confirmed_suspicion(&lan, 100), Duration::from_secs(2));
         // 4 × ceil(log10(N + 1)): 4 up to N = 9, 8 from N = 10.
         assert_eq!(retransmissions(&lan, 5), 4);
         assert_eq!(retransmissions(&lan, 10), 8);

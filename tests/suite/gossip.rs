@@ -129,7 +129,8 @@ async fn a_terminated_node_leaves_at_once_without_suspicion() {
     // gone from every ring within WAIT was taken off by its leave, not by
     // failure detection. (A probe that times out on a starved machine may
     // still make it suspect for a moment; that is not what is tested.)
-    let config = gossip_config(&origin).extra("membership: { suspicion_multiplier: 100 }");
+    let config = gossip_config(&origin)
+        .extra("membership: { suspicion_multiplier: 100, suspicion_confirmations: 0 }");
     let ips: Vec<IpAddr> = (0..4).map(|_| ADDRS.next()).collect();
     dns.set(NAME, ips.clone());
     let mut nodes: Vec<Node> = ips

@@ -78,6 +78,12 @@ fn swim(file: &FileMembership) -> Result<SwimConfig, ConfigError> {
         suspicion_multiplier: file
             .suspicion_multiplier
             .unwrap_or(base.suspicion_multiplier),
+        confirmed_suspicion_multiplier: file
+            .confirmed_suspicion_multiplier
+            .unwrap_or(base.confirmed_suspicion_multiplier),
+        suspicion_confirmations: file
+            .suspicion_confirmations
+            .unwrap_or(base.suspicion_confirmations),
         gossip_interval: file.gossip_interval.unwrap_or(base.gossip_interval),
         gossip_nodes: file.gossip_nodes.unwrap_or(base.gossip_nodes),
         retransmit_multiplier: file
@@ -107,6 +113,13 @@ fn swim(file: &FileMembership) -> Result<SwimConfig, ConfigError> {
         return Err(ConfigError::field(
             field("suspicion_multiplier"),
             "must be between 1 and 100",
+        ));
+    }
+    // Profiles' confirmed multiplier (1) fits under any valid suspicion_multiplier.
+    if !(0.25..=swim.suspicion_multiplier).contains(&swim.confirmed_suspicion_multiplier) {
+        return Err(ConfigError::field(
+            field("confirmed_suspicion_multiplier"),
+            "must be between 0.25 and membership.suspicion_multiplier",
         ));
     }
     for (name, value) in [

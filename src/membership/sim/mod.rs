@@ -323,9 +323,8 @@ impl Simulation {
         self.queue.push(self.now + delay, Event::SeedRound(i));
     }
 
-    /// After a call into member `i`'s core, as the driver's `drain`: its
-    /// sends onto the network, then timers and notifications.
-    fn settle(&mut self, i: usize) {
+    /// Member `i`'s queued packets, onto the network.
+    fn send_queued(&mut self, i: usize) {
         while let Some((to, data)) = self.members[i].core.next_send() {
             let member = &mut self.members[i];
             member.sent_bytes += data.len() as u64;
@@ -338,7 +337,17 @@ impl Simulation {
                     .push(self.now + delay, Event::Deliver { to: dest, data });
             }
         }
-        for notification in self.members[i].core.settle(self.epoch + self.now) {
+    }
+
+    /// After a call into member `i`'s core, as the driver's `drain`: its
+    /// sends onto the network, then timers, confirmations and
+    /// notifications, then what they sent.
+    fn settle(&mut self, i: usize) {
+        self.send_queued(i);
+        let notifications = self.members[i].core.settle(self.epoch + self.now);
+        // A refutation in `settle` may have queued packets.
+        self.send_queued(i);
+        for notification in notifications {
             match notification {
                 OwnedNotification::MemberDown(id) => {
                     if let Some(&subject) = self.index.get(&id.gossip) {
