@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""bench/plot_sim.py STANDARD_CSV OUT_PNG — the simulator's curves against N.
+"""bench/plot_sim.py STANDARD_CSV OUT_PNG [UNCONFIRMED_CSV] — the simulator's curves against N.
 
 Reads the CSV examples/membership_sim.rs appends (--csv), one line per trial,
 and draws four panels against cluster size (log scale): convergence after a
 cold start; crash and graceful leave until gone from every ring; gossip sent
 per member; an invalidation's spread after 1 s and 5 s. Points are medians
-over the trials at a size, bars their range.
+over the trials at a size, bars their range. UNCONFIRMED_CSV, the same
+scenario with Lifeguard's confirmations off (the baseline), adds its crash
+curve to the detection panel.
 
 Needs matplotlib: `python3 -m pip install matplotlib` (or the distribution's
 python3-matplotlib) if the import fails.
@@ -53,10 +55,14 @@ def draw(ax, rows, column, label, scale=1.0, marker="o"):
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
     with open(sys.argv[1], newline="") as f:
         rows = list(csv.DictReader(f))
+    baseline = []
+    if len(sys.argv) == 4:
+        with open(sys.argv[3], newline="") as f:
+            baseline = list(csv.DictReader(f))
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     (converge, gone), (traffic, spread) = axes
 
@@ -64,7 +70,9 @@ def main():
     converge.set_ylabel("seconds (virtual)")
     converge.set_title("Convergence after a cold start")
 
-    draw(gone, rows, "crash_gone_s", "crash")
+    draw(gone, rows, "crash_gone_s", "crash (Lifeguard)")
+    if baseline:
+        draw(gone, baseline, "crash_gone_s", "crash, confirmations off", marker="^")
     draw(gone, rows, "leave_gone_s", "graceful leave", marker="s")
     gone.set_ylabel("seconds (virtual)")
     gone.set_title("Until gone from every ring")

@@ -49,6 +49,7 @@ pub struct Metrics {
     gossip_packets: IntCounterVec,
     gossip_bytes: IntCounterVec,
     gossip_rejected: IntCounterVec,
+    gossip_suspicion_events: IntCounterVec,
     handoff_entries: IntCounterVec,
     handoff_bytes: IntCounterVec,
     handoff_refused: IntCounterVec,
@@ -230,6 +231,12 @@ impl Metrics {
                 "gossip_rejected_total",
                 "Gossip datagrams dropped, by reason.",
                 &["reason"],
+            ),
+            gossip_suspicion_events: counter(
+                &r,
+                "gossip_suspicion_events_total",
+                "Lifeguard's confirmed suspicions, by event: confirmation_sent (this node's probe of a suspect failed), confirmation_received, shortened (a suspicion cut short by confirmations), refuted (a suspicion of this node answered straight to its confirmer).",
+                &["event"],
             ),
             handoff_entries: counter(
                 &r,
@@ -416,6 +423,17 @@ impl Metrics {
         self.gossip_bytes
             .with_label_values(&[direction])
             .inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
+
+    /// Counts what Lifeguard did, by event.
+    pub fn gossip_suspicion_events(&self, events: &[(&str, u64)]) {
+        for &(event, count) in events {
+            if count > 0 {
+                self.gossip_suspicion_events
+                    .with_label_values(&[event])
+                    .inc_by(count);
+            }
+        }
     }
 
     /// Counts a dropped gossip datagram.

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::identity::NodeId;
 use super::invalidation::{Broadcasts, Confirmation, Invalidation};
-use super::lifeguard::{Bounds, Suspect, Suspicions};
+use super::lifeguard::{self, Bounds, Suspect, Suspicions};
 use super::runtime::CoreRuntime;
 use super::swim::{MAX_DATAGRAM, confirmed_suspicion, foca_config, suspicion};
 use super::timers::TimerQueue;
@@ -46,6 +46,8 @@ pub struct Core {
     /// Other members' confirmations, from the broadcast handler.
     confirmations: mpsc::UnboundedReceiver<Confirmation>,
     swept_at: Option<Instant>,
+    /// Since the driver last took them.
+    lifeguard_events: lifeguard::Events,
     identity: NodeId,
     swim: SwimConfig,
     max_packet: usize,
@@ -83,6 +85,7 @@ impl Core {
             suspicions: Suspicions::default(),
             confirmations,
             swept_at: None,
+            lifeguard_events: lifeguard::Events::default(),
             identity,
             swim,
             max_packet,
@@ -182,6 +185,7 @@ impl Core {
         }
         self.confirm_failed_probes();
         while let Ok(confirmation) = self.confirmations.try_recv() {
+            self.lifeguard_events.confirmations_received += 1;
             if confirmation.suspect.gossip == self.identity.gossip {
                 self.refute(&confirmation);
             } else if confirmation.from != self.identity.gossip {
@@ -216,8 +220,14 @@ impl Core {
     /// first copy to fire declares the member down, the other is stale.
     fn schedule_sooner(&mut self, sooner: Option<(Instant, Timer<NodeId>)>) {
         if let Some((due, timer)) = sooner {
+            self.lifeguard_events.shortened += 1;
             self.timers.push(due, timer);
         }
+    }
+
+    /// What Lifeguard did since the last call.
+    pub fn take_lifeguard_events(&mut self) -> lifeguard::Events {
+        std::mem::take(&mut self.lifeguard_events)
     }
 
     /// Tells every member which suspects this one's probes found silent, so
@@ -241,8 +251,11 @@ impl Core {
                 suspect: Suspect::new(&id, incarnation),
                 from: self.identity.gossip,
             };
-            if let Err(error) = self.foca.add_broadcast(&confirmation.encode()) {
-                tracing::debug!(%error, "could not broadcast a suspicion's confirmation");
+            match self.foca.add_broadcast(&confirmation.encode()) {
+                Ok(_) => self.lifeguard_events.confirmations_sent += 1,
+                Err(error) => {
+                    tracing::debug!(%error, "could not broadcast a suspicion's confirmation");
+                }
             }
         }
     }
@@ -275,8 +288,9 @@ impl Core {
                 Some(confirmer) => self.foca.announce(confirmer, &mut self.runtime),
                 None => Ok(()),
             });
-        if let Err(error) = refuted {
-            tracing::debug!(%error, "could not refute a suspicion of this member");
+        match refuted {
+            Ok(()) => self.lifeguard_events.refuted += 1,
+            Err(error) => tracing::debug!(%error, "could not refute a suspicion of this member"),
         }
     }
 

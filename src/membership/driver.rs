@@ -229,6 +229,13 @@ impl Driver {
         }
         // A refutation in `settle` may have queued packets.
         self.flush_sends().await;
+        let events = self.core.take_lifeguard_events();
+        self.metrics.gossip_suspicion_events(&[
+            ("confirmation_sent", events.confirmations_sent),
+            ("confirmation_received", events.confirmations_received),
+            ("shortened", events.shortened),
+            ("refuted", events.refuted),
+        ]);
         if self.core.joined() {
             self.joined_tx
                 .send_if_modified(|joined| !std::mem::replace(joined, true));

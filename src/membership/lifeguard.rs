@@ -72,6 +72,20 @@ impl Bounds {
     }
 }
 
+/// What Lifeguard did since it was last asked: the node's
+/// `shoal_gossip_suspicion_events_total`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Events {
+    /// Confirmations of this member's failed probes, broadcast.
+    pub confirmations_sent: u64,
+    /// Other members' confirmations taken in.
+    pub confirmations_received: u64,
+    /// Suspicion timers brought forward by confirmations.
+    pub shortened: u64,
+    /// Suspicions of this member refuted straight to their confirmer.
+    pub refuted: u64,
+}
+
 /// The suspicions this member follows.
 #[derive(Default)]
 pub struct Suspicions {

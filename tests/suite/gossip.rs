@@ -119,6 +119,15 @@ async fn a_killed_node_leaves_every_ring() {
         "SIGKILL → gone from every ring in {:?}",
         killed_at.elapsed()
     );
+    // Whoever found it silent told the others so (Lifeguard's confirmation).
+    let mut confirmations = 0.0;
+    for node in &nodes {
+        confirmations += node
+            .metric(r#"shoal_gossip_suspicion_events_total{event="confirmation_sent"}"#)
+            .await
+            .unwrap_or(0.0);
+    }
+    assert!(confirmations >= 1.0, "no survivor confirmed the suspicion");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
