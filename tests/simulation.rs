@@ -154,3 +154,27 @@ fn confirmations_cut_a_crashs_detection_short() {
         );
     }
 }
+
+/// At 10 % loss a suspect may hear nothing of its suspicion for the whole
+/// of it, and its one suspecter then declares a healthy member down. At
+/// N = 50, seeds 1 and 8 do so without confirmations, and seeds 18 and 25
+/// did with confirmations but before the suspecter sent the suspect its
+/// confirmation straight away (the suspect refutes to the confirmer).
+#[test]
+fn a_suspect_hears_of_its_suspicion_and_refutes_in_time() {
+    for seed in [1, 8] {
+        let without = loss_run(unconfirmed(50, seed), 0.1, secs(600));
+        assert!(
+            without.false_downs > 0,
+            "seed {seed}: the baseline no longer shows the false down"
+        );
+    }
+    for seed in [1, 8, 18, 25] {
+        let with = loss_run(SimConfig::new(50, seed), 0.1, secs(600));
+        assert_eq!(
+            (with.false_downs, with.renewals),
+            (0, 0),
+            "seed {seed}: {with:?}"
+        );
+    }
+}

@@ -17,6 +17,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use foca::{BroadcastHandler, Invalidates};
 use serde::{Deserialize, Serialize};
@@ -155,18 +156,52 @@ pub struct Broadcasts {
     received: mpsc::UnboundedSender<Invalidation>,
     /// Confirmations from other members, for the core's suspicions.
     confirmations: mpsc::UnboundedSender<Confirmation>,
+    /// While set, broadcasts ride only packets to this gossip address
+    /// (see [`BroadcastTarget`]).
+    target: BroadcastTarget,
+}
+
+/// Narrows, for one `Foca::broadcast` call, where broadcasts go: the core
+/// sends a suspect the confirmation of its own suspicion this way, so it
+/// can refute at once rather than when gossip happens to reach it.
+#[derive(Clone, Default)]
+pub struct BroadcastTarget(Arc<Mutex<Option<SocketAddr>>>);
+
+impl BroadcastTarget {
+    pub fn set(&self, target: Option<SocketAddr>) {
+        if let Ok(mut current) = self.0.lock() {
+            *current = target;
+        }
+    }
+
+    fn admits(&self, member: &NodeId) -> bool {
+        match self.0.lock().map(|current| *current) {
+            Ok(Some(target)) => member.gossip == target,
+            _ => true,
+        }
+    }
 }
 
 impl Broadcasts {
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn new(
         received: mpsc::UnboundedSender<Invalidation>,
         confirmations: mpsc::UnboundedSender<Confirmation>,
+    ) -> Self {
+        Self::with_target(received, confirmations, BroadcastTarget::default())
+    }
+
+    pub fn with_target(
+        received: mpsc::UnboundedSender<Invalidation>,
+        confirmations: mpsc::UnboundedSender<Confirmation>,
+        target: BroadcastTarget,
     ) -> Self {
         Self {
             seen: HashSet::new(),
             order: VecDeque::new(),
             received,
             confirmations,
+            target,
         }
     }
 
@@ -188,6 +223,10 @@ impl Broadcasts {
 impl BroadcastHandler<NodeId> for Broadcasts {
     type Key = InvalidationKey;
     type Error = MalformedBroadcast;
+
+    fn should_add_broadcast_data(&self, member: &NodeId) -> bool {
+        self.target.admits(member)
+    }
 
     fn receive_item(
         &mut self,
@@ -362,6 +401,23 @@ mod tests {
         let (tx, _rx) = mpsc::unbounded_channel();
         let mut handler = Broadcasts::new(tx, mpsc::unbounded_channel().0);
         assert!(handler.receive_item(truncated, Some(&sender())).is_err());
+    }
+
+    #[test]
+    fn a_target_narrows_broadcasts_to_one_member_until_cleared() {
+        let target = BroadcastTarget::default();
+        let handler = Broadcasts::with_target(
+            mpsc::unbounded_channel().0,
+            mpsc::unbounded_channel().0,
+            target.clone(),
+        );
+        let other = NodeId::new("c", "10.0.0.3:7946".parse().expect("addr"), 8000, 1);
+        assert!(handler.should_add_broadcast_data(&other));
+        target.set(Some(sender().gossip));
+        assert!(handler.should_add_broadcast_data(&sender()));
+        assert!(!handler.should_add_broadcast_data(&other));
+        target.set(None);
+        assert!(handler.should_add_broadcast_data(&other));
     }
 
     #[test]
