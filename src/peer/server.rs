@@ -25,6 +25,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use http_body::Body as _;
 use percent_encoding::percent_decode_str;
 use tokio::sync::watch;
 use tracing::debug;
@@ -154,12 +155,21 @@ async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Nex
             .get(header::CONTENT_TYPE)
             .map(HeaderValue::as_bytes),
     };
-    let keyring = Arc::clone(&auth.keyring.borrow());
-    if let Err(refusal) = auth
+    // The watch's lock is held for the check only (no await under it).
+    let verified = auth
         .verifier
-        .verify(&keyring, &presented, &head, unix_now())
-    {
-        return refuse(refusal, Some(&presented.sender));
+        .verify(&auth.keyring.borrow(), &presented, &head, unix_now());
+    if let Err(refusal) = verified {
+        return refuse(refusal, Some(presented.sender));
+    }
+    // A request that ended with its headers (every GET) has nothing to
+    // read: its digest is checked against the empty body's, and its body
+    // passed on as it came.
+    if body.is_end_stream() {
+        if let Err(refusal) = presented.verify_body(b"") {
+            return refuse(refusal, Some(presented.sender));
+        }
+        return next.run(Request::from_parts(parts, body)).await;
     }
     let (group, limit) = match named_group(&auth.state.groups, parts.uri.path()) {
         Some((group, true)) => (Some(group), handoff_body_limit(group)),
@@ -177,7 +187,7 @@ async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Nex
         }
     };
     if let Err(refusal) = presented.verify_body(&body) {
-        return refuse(refusal, Some(&presented.sender));
+        return refuse(refusal, Some(presented.sender));
     }
     next.run(Request::from_parts(parts, Body::from(body))).await
 }

@@ -21,6 +21,11 @@
 //! `x-shoal-receiver`, `x-shoal-content-sha256` and `x-shoal-signature`
 //! (hex) headers. With the body's digest in a header, the whole signature
 //! is checked before the body is read: a forged request costs its headers.
+//! The nonce and signature headers are marked sensitive, so that HTTP/2
+//! sends them as never-indexed HPACK literals: they are new in every
+//! request, and indexing them only evicted the headers that repeat. (That
+//! is HPACK's choice of representation, not a change of the headers: any
+//! HTTP/2 peer decodes both.)
 //!
 //! A verifier refuses a signature that no key makes, a timestamp more than
 //! 60 s (`MAX_SKEW`) away from its clock either way, a request signed for
@@ -40,7 +45,7 @@
 //!
 //! # Layout
 //!
-//! - `wire`: the canonical text and the four headers, both ways.
+//! - `wire`: the canonical text and the six headers, both ways.
 //! - `signer`: the sending side, [`Signer`].
 //! - `verifier`: the receiving side, `Verifier` and its nonce table.
 

@@ -3,7 +3,7 @@
 
 #[cfg(test)]
 use super::wire::MAX_SENDER_LEN;
-use super::wire::{self, Covered, Receiver, RequestParts, Signed};
+use super::wire::{self, Covered, Receiver, ReceiverText, RequestParts, Signed};
 use crate::security::Keyring;
 use hmac::Mac;
 use http::{HeaderMap, HeaderValue};
@@ -66,30 +66,29 @@ impl Signer {
         nonce: u128,
         headers: &mut HeaderMap,
     ) {
-        let receiver = receiver.to_string();
-        let body_digest = wire::body_digest_hex(request.body);
+        // Every field is formatted once, on the stack, and fed to the MAC
+        // as it is: this runs for every peer request.
+        let receiver = ReceiverText::of(&receiver);
+        let body_digest = wire::body_digest(request.body);
+        let body_digest_hex = wire::hex32(&body_digest);
+        let nonce_hex = wire::nonce_hex(nonce);
         let covered = Covered {
             timestamp: now,
-            nonce,
+            nonce: &nonce_hex,
             sender: &self.sender,
-            receiver: &receiver,
-            body_digest: &body_digest,
+            receiver: receiver.as_bytes(),
+            body_digest: &body_digest_hex,
         };
-        let text = wire::canonical(&request.head(), &covered);
-        let signature = keyring
-            .primary()
-            .mac
-            .clone()
-            .chain_update(&text)
-            .finalize()
-            .into_bytes();
+        let mut mac = keyring.primary().mac.clone();
+        wire::feed(&mut mac, &request.head(), &covered);
+        let signature: [u8; 32] = mac.finalize().into_bytes().into();
         wire::insert_headers(
             headers,
             Signed {
                 timestamp: now,
-                nonce,
+                nonce: &nonce_hex,
                 sender: self.sender_header.clone(),
-                receiver: &receiver,
+                receiver: receiver.as_bytes(),
                 body_digest: &body_digest,
                 signature: &signature,
             },

@@ -138,6 +138,39 @@ fn a_fixed_nonce_gives_fixed_headers() {
 }
 
 #[test]
+fn a_fixed_nonce_gives_fixed_headers_for_a_get() {
+    // As above, for a body-less request (whose digest is a constant) and an
+    // IPv6 receiver; computed apart from this code with Python's hmac.
+    let receiver = Receiver {
+        addr: "[2001:db8::7]:8000".parse().expect("addr"),
+        generation: 0,
+    };
+    let mut headers = HeaderMap::new();
+    Signer::new("[::1]:8000").expect("sender").sign_with_nonce(
+        &keyring(&[1]),
+        &get(),
+        receiver,
+        NOW,
+        u128::MAX,
+        &mut headers,
+    );
+    assert_eq!(headers[TIMESTAMP_HEADER], "1700000000");
+    assert_eq!(headers[NONCE_HEADER], "ffffffffffffffffffffffffffffffff");
+    assert_eq!(headers[RECEIVER_HEADER], "[2001:db8::7]:8000#0");
+    assert_eq!(
+        headers[DIGEST_HEADER],
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(
+        headers[SIGNATURE_HEADER],
+        "312dbd4021ab9c596d458348e724f85f8a496e0e6eea9874251b1c840ed72bf0"
+    );
+    // Never indexed by HPACK: new in every request.
+    assert!(headers[NONCE_HEADER].is_sensitive());
+    assert!(headers[SIGNATURE_HEADER].is_sensitive());
+}
+
+#[test]
 fn any_key_verifies_and_the_first_signs() {
     let old = keyring(&[0xa]);
     let rotating = keyring(&[0xb, 0xa]);
@@ -407,10 +440,15 @@ fn identical_concurrent_requests_from_different_nodes_all_pass() {
 fn a_full_nonce_table_refuses_instead_of_growing() {
     let keys = keyring(&[1]);
     let verifier = Verifier::new(THIS, MAX_SKEW, 3);
-    for _ in 0..3 {
-        let headers = signed(&keys, "a:1", &get(), NOW);
-        assert_eq!(check(&verifier, &keys, &headers, &get(), NOW), Ok(()));
-    }
+    // Over two seconds: the second one's set starts sized as the first's.
+    let accepted: Vec<_> = [NOW, NOW, NOW + 1]
+        .into_iter()
+        .map(|at| {
+            let headers = signed(&keys, "a:1", &get(), at);
+            assert_eq!(check(&verifier, &keys, &headers, &get(), at), Ok(()));
+            headers
+        })
+        .collect();
     let headers = signed(&keys, "a:1", &get(), NOW);
     let result = check(&verifier, &keys, &headers, &get(), NOW + 10);
     assert_eq!(
@@ -421,9 +459,14 @@ fn a_full_nonce_table_refuses_instead_of_growing() {
         })
     );
     assert_eq!(reason(result), "nonce-table-full");
+    // A full table still knows a replay for one.
+    for replayed in &accepted {
+        let result = check(&verifier, &keys, replayed, &get(), NOW + 10);
+        assert_eq!(result, Err(Refusal::ReplayedNonce));
+    }
     assert_eq!(verifier.remembered(), 3);
     // Once the window has passed, the old nonces are forgotten.
-    let later = NOW + 61;
+    let later = NOW + 62;
     let headers = signed(&keys, "a:1", &get(), later);
     assert_eq!(check(&verifier, &keys, &headers, &get(), later), Ok(()));
     assert_eq!(verifier.remembered(), 1);

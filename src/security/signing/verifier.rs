@@ -10,7 +10,7 @@ use std::time::Duration;
 use hmac::Mac;
 
 use super::Refusal;
-use super::wire::{self, Covered, Presented, RequestHead};
+use super::wire::{self, Covered, Presented, ReceiverText, RequestHead};
 use crate::security::Keyring;
 
 /// The most a request's timestamp may differ from the verifier's clock.
@@ -35,6 +35,9 @@ pub struct ThisNode {
 #[derive(Debug)]
 pub(crate) struct Verifier {
     this: ThisNode,
+    /// `this.addr` as it prints, formatted once: every request signed for
+    /// this node names it.
+    this_addr: String,
     max_skew: u64,
     capacity: usize,
     nonces: Mutex<NonceTable>,
@@ -51,6 +54,7 @@ impl Verifier {
     pub(crate) fn new(this: ThisNode, max_skew: Duration, capacity: usize) -> Self {
         Self {
             this,
+            this_addr: this.addr.to_string(),
             max_skew: max_skew.as_secs(),
             capacity,
             nonces: Mutex::new(NonceTable::default()),
@@ -66,26 +70,31 @@ impl Verifier {
     pub(crate) fn verify(
         &self,
         keyring: &Keyring,
-        presented: &Presented,
+        presented: &Presented<'_>,
         request: &RequestHead<'_>,
         now: u64,
     ) -> Result<(), Refusal> {
-        let receiver = presented.receiver.to_string();
-        let body_digest = hex::encode(presented.body_digest);
+        // The fields are signed as the signer formats them: the parsed
+        // values formatted again (so a nonce or digest sent in uppercase
+        // hex verifies as before), on the stack, fed to the MAC as they are.
+        let receiver = if presented.receiver.addr == self.this.addr {
+            ReceiverText::with_addr(&self.this_addr, presented.receiver.generation)
+        } else {
+            ReceiverText::of(&presented.receiver)
+        };
+        let body_digest = wire::hex32(&presented.body_digest);
+        let nonce = wire::nonce_hex(presented.nonce);
         let covered = Covered {
             timestamp: presented.timestamp,
-            nonce: presented.nonce,
-            sender: &presented.sender,
-            receiver: &receiver,
+            nonce: &nonce,
+            sender: presented.sender,
+            receiver: receiver.as_bytes(),
             body_digest: &body_digest,
         };
-        let text = wire::canonical(request, &covered);
         let signed_by_a_key = keyring.keys().iter().any(|key| {
-            key.mac
-                .clone()
-                .chain_update(&text)
-                .verify_slice(&presented.signature)
-                .is_ok()
+            let mut mac = key.mac.clone();
+            wire::feed(&mut mac, request, &covered);
+            mac.verify_slice(&presented.signature).is_ok()
         });
         if !signed_by_a_key {
             return Err(Refusal::BadSignature);
@@ -124,7 +133,7 @@ impl Verifier {
 
     /// A request signed for another node, or for an earlier run of this
     /// one, is refused: it can only be a replay.
-    fn check_receiver(&self, presented: &Presented) -> Result<(), Refusal> {
+    fn check_receiver(&self, presented: &Presented<'_>) -> Result<(), Refusal> {
         let receiver = presented.receiver;
         if receiver.addr != self.this.addr {
             return Err(Refusal::WrongReceiver {
@@ -185,17 +194,37 @@ impl NonceTable {
             }
             self.len -= entry.remove().len();
         }
-        if self
+        if self.len >= capacity {
+            // A seen nonce is a replay even when the table is full.
+            return Err(
+                if self
+                    .by_second
+                    .get(&timestamp)
+                    .is_some_and(|nonces| nonces.contains(&nonce))
+                {
+                    Insert::Seen
+                } else {
+                    Insert::Full
+                },
+            );
+        }
+        // The set of a second newer than any so far starts as large as the
+        // latest one ended, so that it does not rehash its way up to a
+        // second's worth of requests (every rehash hashes every nonce
+        // again). Only the newest second's: older ones, from skewed clocks,
+        // start empty, so that what is allocated stays near what is held.
+        let presize = match self.by_second.last_key_value() {
+            Some((&latest, nonces)) if latest < timestamp => nonces.len().min(capacity - self.len),
+            _ => 0,
+        };
+        let nonces = self
             .by_second
-            .get(&timestamp)
-            .is_some_and(|nonces| nonces.contains(&nonce))
-        {
+            .entry(timestamp)
+            .or_insert_with(|| HashSet::with_capacity(presize));
+        // One lookup: `insert` says whether the nonce was there.
+        if !nonces.insert(nonce) {
             return Err(Insert::Seen);
         }
-        if self.len >= capacity {
-            return Err(Insert::Full);
-        }
-        self.by_second.entry(timestamp).or_default().insert(nonce);
         self.len += 1;
         Ok(())
     }
