@@ -72,7 +72,7 @@
 //! - [`discovery`]: gossip seeds, re-resolved through DNS; whom to announce
 //!   to; the Kubernetes EndpointSlice cross-check (the only place kube is
 //!   used).
-//! - `cache`: groups: main and hot caches (moka, weighed in bytes),
+//! - `cache`: groups: main and hot caches (our own LRU and moka, weighed in bytes),
 //!   singleflight, TTLs, invalidation epochs, hot admission, stats; the
 //!   [`Loader`] trait and [`Fresh`], the one value-with-freshness type;
 //!   freshness (refresh ahead, stale-while-revalidate, stale-if-error, TTL

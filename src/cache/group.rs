@@ -314,7 +314,7 @@ impl Group {
             if role == Role::Leader {
                 self.metrics.loads_deduped.inc();
             }
-            return self.or_stale_if_error(result, stale.as_deref());
+            return self.or_stale_if_error(result, stale.as_ref());
         };
         let admit = self.admission.admits(self.admission.record(hash));
         let this = Arc::clone(self);
@@ -381,7 +381,7 @@ impl Group {
                 if as_successor {
                     this.metrics.churn.successor_loads.inc();
                 }
-                this.load_as_owner(&key, digest, epoch, version, reloading.as_deref())
+                this.load_as_owner(&key, digest, epoch, version, reloading.as_ref())
                     .await
             })
             .await
@@ -765,7 +765,7 @@ impl Group {
     }
 }
 
-fn from_entry(entry: &Entry, source: Source, now: Instant) -> FlightResult {
+fn from_entry(entry: &Arc<Entry>, source: Source, now: Instant) -> FlightResult {
     match entry.fresh(now) {
         Some(fresh) => Ok(Fetched::fresh(fresh, source)),
         None => Err(GroupError::OriginNotFound),

@@ -13,6 +13,7 @@ mod group;
 mod groups;
 mod handoff;
 mod loader;
+mod lru;
 mod origin_guard;
 mod peers;
 mod singleflight;

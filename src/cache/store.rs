@@ -1,5 +1,6 @@
-//! One byte-bounded cache (main or hot): a moka cache weighed in bytes, with
-//! per-entry expiry and the counters `/_stats` reports.
+//! One byte-bounded cache (main or hot), with per-entry expiry and the
+//! counters `/_stats` reports: the main cache in [`Lru`], a compact map of
+//! our own, the hot cache in moka for its TinyLFU admission.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::freshness::Stage;
+use super::lru::Lru;
 use super::value::{Entry, Recency};
 use crate::metrics::CacheMetrics;
 
@@ -27,13 +29,24 @@ pub enum Eviction {
     TinyLfu,
 }
 
+/// What moka keeps per entry beyond what [`Lru`] does (its map bucket,
+/// value and info records, key copies, access-order and timer-wheel nodes,
+/// against `Lru`'s slot and index), measured with `tests/memory.rs`: a hot
+/// entry weighs this much more than a main one.
+pub const MOKA_EXTRA_OVERHEAD: u64 = 304;
+
 pub struct Store {
-    /// Keyed by [`slot`]: half the digest, so moka's per-entry copies of
-    /// the key (it keeps several) are 8 bytes, not 16.
-    cache: Cache<u64, Arc<Entry>>,
+    map: Map,
     capacity: u64,
     recency: Recency,
     metrics: CacheMetrics,
+}
+
+enum Map {
+    Lru(Lru),
+    /// Keyed by [`slot`]: half the digest, so moka's per-entry copies of
+    /// the key (it keeps several) are 8 bytes, not 16.
+    TinyLfu(Cache<u64, Arc<Entry>>),
 }
 
 /// One cache's figures, as `/_stats` reports them.
@@ -87,27 +100,41 @@ impl Expiry<u64, Arc<Entry>> for EntryExpiry {
 
 impl Store {
     pub fn new(capacity: u64, eviction: Eviction, metrics: CacheMetrics) -> Self {
-        let evictions = metrics.evictions.clone();
-        let policy = match eviction {
-            Eviction::Lru => EvictionPolicy::lru(),
-            Eviction::TinyLfu => EvictionPolicy::tiny_lfu(),
+        let map = match eviction {
+            Eviction::Lru => Map::Lru(Lru::new(capacity)),
+            Eviction::TinyLfu => {
+                let evictions = metrics.evictions.clone();
+                Map::TinyLfu(
+                    Cache::builder()
+                        .max_capacity(capacity)
+                        .eviction_policy(EvictionPolicy::tiny_lfu())
+                        .weigher(|_slot: &u64, entry: &Arc<Entry>| {
+                            u32::try_from(u64::from(entry.weight()) + MOKA_EXTRA_OVERHEAD)
+                                .unwrap_or(u32::MAX)
+                        })
+                        .expire_after(EntryExpiry)
+                        .eviction_listener(move |_key, _entry, cause| {
+                            if cause == RemovalCause::Size {
+                                evictions.inc();
+                            }
+                        })
+                        .build(),
+                )
+            }
         };
-        let cache = Cache::builder()
-            .max_capacity(capacity)
-            .eviction_policy(policy)
-            .weigher(|_slot: &u64, entry: &Arc<Entry>| entry.weight())
-            .expire_after(EntryExpiry)
-            .eviction_listener(move |_key, _entry, cause| {
-                if cause == RemovalCause::Size {
-                    evictions.inc();
-                }
-            })
-            .build();
         Self {
-            cache,
+            map,
             capacity,
             recency: Recency::new(Instant::now()),
             metrics,
+        }
+    }
+
+    /// What `entry` weighs in this cache.
+    fn weight(&self, entry: &Entry) -> u64 {
+        match self.map {
+            Map::Lru(_) => u64::from(entry.weight()),
+            Map::TinyLfu(_) => u64::from(entry.weight()) + MOKA_EXTRA_OVERHEAD,
         }
     }
 
@@ -117,71 +144,103 @@ impl Store {
     /// entry can be served as it is (fresh, or stale while it revalidates).
     pub fn get(&self, digest: u128, key: &str, now: Instant) -> Option<Arc<Entry>> {
         self.metrics.gets.inc();
-        let entry = self.present(digest, key, now)?;
+        let second = self.recency.second(now);
+        let entry = match &self.map {
+            Map::Lru(lru) => lru.get(slot(digest), second),
+            Map::TinyLfu(cache) => cache.get(&slot(digest)),
+        };
+        let entry = self.present(digest, entry?, key, now)?;
         if entry.stage(now) <= Stage::StaleWhileRevalidate {
             self.metrics.hits.inc();
         }
-        entry.touch(self.recency.second(now));
+        entry.touch(second);
         Some(entry)
     }
 
     /// The fresh entry for `key`, without counting a read or noting a use
     /// (for comparing versions, and for other nodes' peeks).
     pub fn peek(&self, digest: u128, key: &str, now: Instant) -> Option<Arc<Entry>> {
-        self.present(digest, key, now)
+        let entry = match &self.map {
+            Map::Lru(lru) => lru.peek(slot(digest)),
+            Map::TinyLfu(cache) => cache.get(&slot(digest)),
+        };
+        self.present(digest, entry?, key, now)
             .filter(|entry| entry.stage(now) <= Stage::RefreshDue)
     }
 
-    /// The entry for `key` unless it is past every window, which is
-    /// dropped on the way.
-    fn present(&self, digest: u128, key: &str, now: Instant) -> Option<Arc<Entry>> {
-        let entry = self.cache.get(&slot(digest))?;
-        if &*entry.key != key {
+    /// `entry`, found under `digest`, if it is `key`'s and not past every
+    /// window; one that is past them is dropped on the way.
+    fn present(
+        &self,
+        digest: u128,
+        entry: Arc<Entry>,
+        key: &str,
+        now: Instant,
+    ) -> Option<Arc<Entry>> {
+        if !entry.has_key(key) {
             return None;
         }
         if entry.stage(now) == Stage::Gone {
-            self.cache.invalidate(&slot(digest));
+            match &self.map {
+                Map::Lru(lru) => lru.remove_entry(slot(digest), &entry),
+                Map::TinyLfu(cache) => cache.invalidate(&slot(digest)),
+            }
             return None;
         }
         Some(entry)
     }
 
-    /// Keeps an entry, unless it is heavier than the whole cache (moka
-    /// would refuse it anyway). The main cache never sees such an entry from
-    /// a PUT: `Group::put` and `Group::store_as_owner` refuse it first, with
-    /// `value-too-large`, so a PUT never answers 204 for what is not kept.
-    /// The hot cache has only `hot_fraction` of the capacity, so a value
-    /// that fits the main cache may not fit it: that is refused silently,
-    /// and rightly, since a hot entry is a copy the owner also holds.
+    /// Keeps an entry, unless it is heavier than the whole cache. The main
+    /// cache never sees such an entry from a PUT: `Group::put` and
+    /// `Group::store_as_owner` refuse it first, with `value-too-large`, so a
+    /// PUT never answers 204 for what is not kept. The hot cache has only
+    /// `hot_fraction` of the capacity, so a value that fits the main cache
+    /// may not fit it: that is refused silently, and rightly, since a hot
+    /// entry is a copy the owner also holds.
     pub fn insert(&self, digest: u128, entry: Entry) {
-        if self.capacity > 0 && u64::from(entry.weight()) <= self.capacity {
-            entry.touch(self.recency.second(Instant::now()));
-            self.cache.insert(slot(digest), Arc::new(entry));
+        if self.capacity == 0 || self.weight(&entry) > self.capacity {
+            return;
+        }
+        let now = Instant::now();
+        entry.touch(self.recency.second(now));
+        match &self.map {
+            Map::Lru(lru) => {
+                let removed = lru.insert(slot(digest), Arc::new(entry), now);
+                self.metrics.evictions.inc_by(removed.evicted);
+            }
+            Map::TinyLfu(cache) => cache.insert(slot(digest), Arc::new(entry)),
         }
     }
 
     /// Every fresh entry at `now`, most recently used first.
     pub fn entries_by_recency(&self, now: Instant) -> Vec<Arc<Entry>> {
-        let mut entries: Vec<Arc<Entry>> = self
-            .cache
-            .iter()
-            .map(|(_, entry)| entry)
-            .filter(|entry| entry.is_fresh(now))
-            .collect();
+        let mut entries: Vec<Arc<Entry>> = match &self.map {
+            Map::Lru(lru) => lru.entries(),
+            Map::TinyLfu(cache) => cache.iter().map(|(_, entry)| entry).collect(),
+        };
+        entries.retain(|entry| entry.is_fresh(now));
         entries.sort_by_key(|entry| std::cmp::Reverse(entry.last_used()));
         entries
     }
 
     pub fn remove(&self, digest: u128) {
-        self.cache.invalidate(&slot(digest));
+        match &self.map {
+            Map::Lru(lru) => lru.remove(slot(digest)),
+            Map::TinyLfu(cache) => cache.invalidate(&slot(digest)),
+        }
     }
 
     /// Current figures; also refreshes the byte and item gauges.
     pub fn stats(&self) -> StoreStats {
-        // moka applies writes in batches; settle them so the sizes are exact.
-        self.cache.run_pending_tasks();
-        let bytes = self.cache.weighted_size();
-        let items = self.cache.entry_count();
+        let (bytes, items) = match &self.map {
+            Map::Lru(lru) => (lru.weight(), lru.len() as u64),
+            Map::TinyLfu(cache) => {
+                // moka applies writes in batches; settle them so the sizes
+                // are exact.
+                cache.run_pending_tasks();
+                (cache.weighted_size(), cache.entry_count())
+            }
+        };
         self.metrics
             .bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
@@ -263,7 +322,8 @@ mod tests {
     /// A full cache of often-read entries, then one new entry: kept by the
     /// main cache's LRU (so a PUT's 204 is true), refused by TinyLFU.
     fn new_entry_kept_in_a_full_cache_of_popular_ones(eviction: Eviction) -> bool {
-        let weight = 1000 + ENTRY_OVERHEAD + 8;
+        let store = Store::new(1, eviction, Metrics::new().group("g").main);
+        let weight = store.weight(&entry("key-0000", 1000, None));
         let store = Store::new(10 * weight, eviction, Metrics::new().group("g").main);
         for i in 0..10 {
             let key = format!("key-{i:04}");
@@ -315,7 +375,7 @@ mod tests {
         let order: Vec<String> = store
             .entries_by_recency(Instant::now())
             .iter()
-            .map(|e| e.key.to_string())
+            .map(|e| e.key().to_owned())
             .collect();
         assert_eq!(order, ["c", "b", "a"]);
     }

@@ -1,6 +1,7 @@
 //! Values, cache entries and the TTL policy. Pure: no I/O, no clocks read
 //! here except through the `now` the caller passes in.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -33,39 +34,7 @@ impl Value {
             content_type,
         }
     }
-
-    /// The value as a cache keeps it: its bytes and content type in
-    /// allocations of their own. hyper reads a message's head and body into
-    /// one buffer and hands out slices of it, and a slice keeps the whole
-    /// buffer alive: a kept body or `Content-Type` would hold every other
-    /// message read into that buffer, unaccounted, for as long as the entry
-    /// lives. A common content type becomes a static one, which costs no
-    /// allocation at all. Values over [`COMPACT_UP_TO`] are kept as they
-    /// are: they arrive in several reads, which the body collector joins
-    /// into an allocation of their own already.
-    fn compacted(&self) -> Value {
-        let bytes = if self.bytes.len() <= COMPACT_UP_TO {
-            Bytes::copy_from_slice(&self.bytes)
-        } else {
-            self.bytes.clone()
-        };
-        let content_type = self.content_type.as_ref().map(|given| {
-            common_content_type(given)
-                .map(HeaderValue::from_static)
-                .or_else(|| HeaderValue::from_bytes(given.as_bytes()).ok())
-                .unwrap_or_else(|| given.clone())
-        });
-        Value {
-            bytes,
-            content_type,
-        }
-    }
 }
-
-/// Values up to this size are copied out of the buffer they arrived in
-/// when an entry is made (a copy of 64 KiB costs a few microseconds, once
-/// per store).
-const COMPACT_UP_TO: usize = 64 * 1024;
 
 /// Content types common enough to keep as one static copy for every entry.
 const COMMON_CONTENT_TYPES: [&str; 12] = [
@@ -83,19 +52,19 @@ const COMMON_CONTENT_TYPES: [&str; 12] = [
     "application/x-protobuf",
 ];
 
-/// `given` as one of [`COMMON_CONTENT_TYPES`], if it is one.
-fn common_content_type(given: &HeaderValue) -> Option<&'static str> {
+/// `given`'s index in [`COMMON_CONTENT_TYPES`], if it is one.
+fn common_content_type_index(given: &HeaderValue) -> Option<u8> {
     COMMON_CONTENT_TYPES
         .iter()
-        .copied()
-        .find(|common| common.as_bytes() == given.as_bytes())
+        .position(|common| common.as_bytes() == given.as_bytes())
+        .and_then(|index| u8::try_from(index).ok())
 }
 
 /// What a content type costs an entry: nothing for a common one (static),
 /// else its bytes.
 fn content_type_cost(content_type: Option<&HeaderValue>) -> usize {
     content_type
-        .filter(|given| common_content_type(given).is_none())
+        .filter(|given| common_content_type_index(given).is_none())
         .map_or(0, HeaderValue::len)
 }
 
@@ -265,25 +234,87 @@ impl Source {
 /// What a cache holds for a key: a value, or a remembered origin 404.
 /// Caches are indexed by the key's digest; the entry keeps the key itself so
 /// a digest collision is a miss, never a wrong value.
+///
+/// Laid out for a million small entries (issue 11): the key, the value and
+/// an uncommon content type share one allocation of exactly their length,
+/// the deadline is 8 bytes, and what only an owner's refreshable entry
+/// needs is boxed apart. In an `Arc` the whole is glibc's 80-byte class;
+/// [`Entry::value`] hands the bytes out without copying them.
 #[derive(Debug)]
 pub struct Entry {
-    /// Boxed, not an `Arc`: nothing shares it, and a box spares the 16
-    /// bytes of counts an `Arc` puts before it.
-    pub key: Box<str>,
-    pub kind: EntryKind,
-    /// `None`: does not expire.
-    pub expires_at: Option<Instant>,
+    /// The uncommon content type's bytes (if any), the key, the value.
+    block: Box<[u8]>,
+    expires: Deadline,
     /// Orders this write against others to the same key.
     pub version: Version,
-    /// When the entry was last read, in seconds of [`Recency`]: a handoff
-    /// sends the most recently used entries first.
-    last_used: AtomicU32,
     /// An owner's entry that may be refreshed, served stale or revalidated;
     /// `None` (boxed, so plain entries stay small): fresh until
     /// `expires_at`, then gone.
     life: Option<Box<Life>>,
+    key_len: u32,
+    /// When the entry was last read, in seconds of [`Recency`]: a handoff
+    /// sends the most recently used entries first.
+    last_used: AtomicU32,
+    /// Length of the uncommon content type at the start of `block`.
+    content_type_len: u16,
+    shape: Shape,
 }
 
+/// What an entry holds: a remembered 404, or a value with no content
+/// type, one of [`COMMON_CONTENT_TYPES`] (by index), or an uncommon one
+/// (its bytes at the start of the block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    NotFound,
+    Untyped,
+    Common(u8),
+    Uncommon,
+}
+
+/// A deadline on tokio's clock in 8 bytes: nanoseconds after [`epoch`],
+/// plus one; 0 is "never". 584 years of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Deadline(u64);
+
+/// The instant deadlines count from: a day before the first use, so every
+/// instant an entry meets (tokio's paused test clock included, which stands
+/// at or after the moment it was paused) comes after it.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(Duration::from_secs(86_400)).unwrap_or(now)
+    })
+}
+
+impl Deadline {
+    const NEVER: Deadline = Deadline(0);
+
+    fn at(at: Option<Instant>) -> Self {
+        at.map_or(Self::NEVER, |at| {
+            let nanos = at.saturating_duration_since(epoch()).as_nanos();
+            Deadline(
+                u64::try_from(nanos)
+                    .unwrap_or(u64::MAX - 1)
+                    .saturating_add(1),
+            )
+        })
+    }
+
+    fn instant(self) -> Option<Instant> {
+        (self.0 != 0).then(|| epoch() + Duration::from_nanos(self.0 - 1))
+    }
+}
+
+/// An entry's value bytes, as the owner of the [`Bytes`] [`Entry::value`]
+/// hands out: the entry lives as long as any of them.
+struct ValueBytes(Arc<Entry>);
+
+impl AsRef<[u8]> for ValueBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.value_bytes()
+    }
+}
 /// When an owner's entry is refreshed and how long it may be served
 /// stale, with what to revalidate it by.
 #[derive(Debug)]
@@ -339,24 +370,95 @@ impl Entry {
         now: Instant,
         version: Version,
     ) -> Self {
-        let kind = match kind {
-            EntryKind::Found(value) => EntryKind::Found(value.compacted()),
-            EntryKind::NotFound => EntryKind::NotFound,
+        let (shape, content_type, bytes): (Shape, &[u8], &[u8]) = match &kind {
+            EntryKind::NotFound => (Shape::NotFound, &[], &[]),
+            EntryKind::Found(value) => match &value.content_type {
+                None => (Shape::Untyped, &[], &value.bytes),
+                Some(given) => match common_content_type_index(given) {
+                    Some(index) => (Shape::Common(index), &[], &value.bytes),
+                    None => (Shape::Uncommon, given.as_bytes(), &value.bytes),
+                },
+            },
         };
+        // A content type is a header value, far below 64 KiB; a longer one
+        // is dropped rather than kept wrong.
+        let (shape, content_type) = match u16::try_from(content_type.len()) {
+            Ok(_) => (shape, content_type),
+            Err(_) => (Shape::Untyped, &[][..]),
+        };
+        let mut block = Vec::with_capacity(content_type.len() + key.len() + bytes.len());
+        block.extend_from_slice(content_type);
+        block.extend_from_slice(key.as_bytes());
+        block.extend_from_slice(bytes);
         Self {
-            key: key.into(),
-            kind,
-            expires_at: ttl.map(|ttl| now + ttl),
+            block: block.into_boxed_slice(),
+            expires: Deadline::at(ttl.map(|ttl| now + ttl)),
             version,
-            last_used: AtomicU32::new(0),
             life: None,
+            // The config keeps keys (node.max_key) and whole entries within
+            // a u32.
+            key_len: u32::try_from(key.len()).unwrap_or(u32::MAX),
+            last_used: AtomicU32::new(0),
+            content_type_len: content_type.len() as u16,
+            shape,
         }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &str {
+        // The block was built from a `&str` at exactly these offsets, so
+        // this never falls back.
+        std::str::from_utf8(self.key_bytes()).unwrap_or_default()
+    }
+
+    /// True when the entry is `key`'s (a byte comparison: the read path's
+    /// check, which need not validate the key as [`Entry::key`] does).
+    pub fn has_key(&self, key: &str) -> bool {
+        self.key_bytes() == key.as_bytes()
+    }
+
+    fn key_bytes(&self) -> &[u8] {
+        let start = usize::from(self.content_type_len);
+        &self.block[start..start + self.key_len as usize]
+    }
+
+    fn value_bytes(&self) -> &[u8] {
+        &self.block[usize::from(self.content_type_len) + self.key_len as usize..]
+    }
+
+    /// The value, or `None` for a remembered origin 404. Its bytes are the
+    /// entry's own, shared, not copied.
+    pub fn value(self: &Arc<Self>) -> Option<Value> {
+        let content_type = match self.shape {
+            Shape::NotFound => return None,
+            Shape::Untyped => None,
+            Shape::Common(index) => COMMON_CONTENT_TYPES
+                .get(usize::from(index))
+                .map(|common| HeaderValue::from_static(common)),
+            Shape::Uncommon => {
+                HeaderValue::from_bytes(&self.block[..usize::from(self.content_type_len)]).ok()
+            }
+        };
+        let bytes = if self.value_bytes().is_empty() {
+            Bytes::new()
+        } else {
+            Bytes::from_owner(ValueBytes(Arc::clone(self)))
+        };
+        Some(Value {
+            bytes,
+            content_type,
+        })
+    }
+
+    /// When the entry stops being fresh; `None`: never.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.expires.instant()
     }
 
     /// The entry with a life: it expires when `life` says, and may then be
     /// served stale.
     pub fn with_life(mut self, life: Life) -> Self {
-        self.expires_at = Some(life.timeline.expires_at);
+        self.expires = Deadline::at(Some(life.timeline.expires_at));
         self.life = Some(Box::new(life));
         self
     }
@@ -425,24 +527,22 @@ impl Entry {
 
     /// The entry as a value with its time left, or `None` for a
     /// remembered origin 404.
-    pub fn fresh(&self, now: Instant) -> Option<Fresh> {
-        match &self.kind {
-            EntryKind::Found(value) => Some(Fresh {
-                ttl: self.copy_remaining(now),
-                version: self.version,
-                ..Fresh::new(value.clone())
-            }),
-            EntryKind::NotFound => None,
-        }
+    pub fn fresh(self: &Arc<Self>, now: Instant) -> Option<Fresh> {
+        self.value().map(|value| Fresh {
+            ttl: self.copy_remaining(now),
+            version: self.version,
+            ..Fresh::new(value)
+        })
     }
 
     pub fn is_fresh(&self, now: Instant) -> bool {
-        self.expires_at.is_none_or(|at| now < at)
+        self.expires_at().is_none_or(|at| now < at)
     }
 
     /// Time left to live, `None` for no expiry.
     pub fn remaining(&self, now: Instant) -> Option<Duration> {
-        self.expires_at.map(|at| at.saturating_duration_since(now))
+        self.expires_at()
+            .map(|at| at.saturating_duration_since(now))
     }
 
     /// How long a copy elsewhere may live: until expiry, or until the
@@ -456,15 +556,11 @@ impl Entry {
 
     /// What the entry weighs against the cache's capacity.
     pub fn weight(&self) -> u32 {
-        let value = match &self.kind {
-            EntryKind::Found(value) => Some(value),
-            EntryKind::NotFound => None,
-        };
         let life = self
             .life
             .as_ref()
             .map_or(0, |life| LIFE_OVERHEAD + life.validators.len() as u64);
-        u32::try_from(weight_of(&self.key, value) + life).unwrap_or(u32::MAX)
+        u32::try_from(self.block.len() as u64 + ENTRY_OVERHEAD + life).unwrap_or(u32::MAX)
     }
 }
 
@@ -576,13 +672,13 @@ mod tests {
         );
     }
 
-    /// The entry's own allocation stays in glibc's 160-byte class (an
-    /// `Arc` adds 16 bytes of counts, malloc 8 of size): a field that
-    /// grows it costs every entry, and ENTRY_OVERHEAD is measured with it.
+    /// In an `Arc` (16 bytes of counts) and with malloc's 8 bytes of size,
+    /// the entry stays in glibc's 80-byte class: a field that grows it
+    /// costs every entry, and ENTRY_OVERHEAD is measured with it.
     #[test]
     fn an_entry_stays_small() {
         assert!(
-            std::mem::size_of::<Entry>() <= 128,
+            std::mem::size_of::<Entry>() <= 56,
             "{}",
             std::mem::size_of::<Entry>()
         );
@@ -591,7 +687,7 @@ mod tests {
     #[test]
     fn a_stored_value_owns_its_bytes_and_a_common_content_type_is_static() {
         let arrived = Bytes::from(vec![b'x'; 8192]);
-        let entry = Entry::new(
+        let entry = Arc::new(Entry::new(
             "k",
             EntryKind::Found(Value::new(
                 arrived.slice(100..110),
@@ -600,16 +696,94 @@ mod tests {
             None,
             Instant::now(),
             Version::ZERO,
-        );
-        let EntryKind::Found(value) = &entry.kind else {
-            panic!("a value");
-        };
+        ));
+        let value = entry.value().expect("a value");
         assert_eq!(value.bytes, arrived.slice(100..110));
+        assert_eq!(
+            value.content_type,
+            Some(HeaderValue::from_static("application/json"))
+        );
         // Its own copy, not a view into the 8 KiB it arrived in.
         assert!(!std::ptr::eq(value.bytes.as_ptr(), arrived[100..].as_ptr()));
-        assert_eq!(weight_of("k", Some(value)), 1 + 10 + ENTRY_OVERHEAD);
+        assert_eq!(weight_of("k", Some(&value)), 1 + 10 + ENTRY_OVERHEAD);
+        assert_eq!(u64::from(entry.weight()), 1 + 10 + ENTRY_OVERHEAD);
         let rare = Value::new("v", Some(HeaderValue::from_static("text/x-rare")));
         assert_eq!(weight_of("k", Some(&rare)), 2 + 11 + ENTRY_OVERHEAD);
+    }
+
+    #[test]
+    fn an_entry_gives_back_its_key_value_and_content_type() {
+        let now = Instant::now();
+        let rare = HeaderValue::from_static("text/x-rare; q=1");
+        for content_type in [None, Some(HeaderValue::from_static("text/css")), Some(rare)] {
+            let entry = Arc::new(Entry::new(
+                "ключ",
+                EntryKind::Found(Value::new("value", content_type.clone())),
+                None,
+                now,
+                Version(3),
+            ));
+            assert_eq!(entry.key(), "ключ");
+            assert!(entry.has_key("ключ") && !entry.has_key("ключ2"));
+            assert_eq!(
+                entry.value(),
+                Some(Value::new("value", content_type.clone()))
+            );
+            assert_eq!(
+                u64::from(entry.weight()),
+                weight_of("ключ", Some(&Value::new("value", content_type)))
+            );
+            let fresh = entry.fresh(now).expect("a value");
+            assert_eq!(
+                (fresh.value.bytes, fresh.version),
+                (Bytes::from("value"), Version(3))
+            );
+        }
+        let gone = Arc::new(Entry::new(
+            "k",
+            EntryKind::NotFound,
+            None,
+            now,
+            Version::ZERO,
+        ));
+        assert_eq!((gone.key(), gone.value()), ("k", None));
+        let empty = Arc::new(Entry::new(
+            "k",
+            EntryKind::Found(Value::new(Bytes::new(), None)),
+            None,
+            now,
+            Version::ZERO,
+        ));
+        assert_eq!(empty.value(), Some(Value::new(Bytes::new(), None)));
+    }
+
+    /// The value's bytes outlive the cache's hold on the entry.
+    #[test]
+    fn a_value_handed_out_outlives_its_entry() {
+        let entry = Arc::new(Entry::new(
+            "k",
+            EntryKind::Found(Value::new("still here", None)),
+            None,
+            Instant::now(),
+            Version::ZERO,
+        ));
+        let value = entry.value().expect("a value");
+        drop(entry);
+        assert_eq!(value.bytes, "still here");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_keeps_its_instant_to_the_nanosecond() {
+        let now = Instant::now();
+        for ttl in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            S(1),
+            S(86_400 * 365),
+        ] {
+            assert_eq!(Deadline::at(Some(now + ttl)).instant(), Some(now + ttl));
+        }
+        assert_eq!(Deadline::at(None).instant(), None);
     }
 
     #[test]

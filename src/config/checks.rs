@@ -10,17 +10,16 @@ use std::net::IpAddr;
 
 use super::{Config, ConfigError, GroupConfig, NodeConfig};
 
-/// Bytes a cache entry costs beyond its key and value, measured
-/// (`tests/memory.rs` counts the heap as glibc charges it): moka's
-/// structures for an entry (its map bucket, value and info records, the
-/// key copies and the access-order node: about 290 bytes), the `Arc`ed
-/// entry (160), the rounding of the key's and the value's own allocations
-/// (about 16 on average), and for an entry with a TTL moka's timer-wheel
-/// node (48; an entry without one weighs that much more than it costs,
-/// 2 % of a small one, so that one figure bounds both). The cache weighs every entry with
-/// it (`cache::value`), so a cache of many small values stays within its
-/// capacity too; the config checks that `max_value` leaves room for it.
-pub const ENTRY_OVERHEAD: u64 = 504;
+/// Bytes a main-cache entry costs beyond its key and value, measured
+/// (`tests/memory.rs` counts the heap as glibc charges it: 131 for a
+/// 12-byte key and a 21-byte value): the `Arc`ed entry (80, glibc's class
+/// for it), the rounding and size word of the one block that holds key and
+/// value (8 to 23, about 16 on average), and the map's slot and hash index
+/// (24, and 5 to 9 at the table's load factor). The cache weighs every entry
+/// with it (`cache::value`), so a cache of many small values stays within
+/// its capacity too; the config checks that `max_value` leaves room for it.
+/// The hot cache, in moka, weighs each entry `MOKA_EXTRA_OVERHEAD` more.
+pub const ENTRY_OVERHEAD: u64 = 136;
 
 /// Runs every whole-config check start-up relies on; the error names the
 /// field and both figures.

@@ -234,12 +234,12 @@ async fn read_only_groups_and_value_limits() {
             ),
         ),
         // The largest max_value an 8 KiB cache takes: a 4 KiB key, the
-        // value and 504 bytes of overhead (ENTRY_OVERHEAD) make exactly
+        // value and 136 bytes of overhead (ENTRY_OVERHEAD) make exactly
         // 8 KiB.
         (
             "small".into(),
             format!(
-                "{{ capacity: 8KiB, max_value: 3592, loader: {{ http: {{ url: \"{}\" }} }} }}",
+                "{{ capacity: 8KiB, max_value: 3960, loader: {{ http: {{ url: \"{}\" }} }} }}",
                 origin.url_template("small")
             ),
         ),
@@ -288,7 +288,7 @@ async fn read_only_groups_and_value_limits() {
     let heavy = http_client()
         .put(node.service_url(&path))
         .header("content-type", "text/x-log")
-        .body(vec![b'v'; 3592])
+        .body(vec![b'v'; 3960])
         .send()
         .await
         .expect("PUT");
@@ -307,7 +307,7 @@ async fn read_only_groups_and_value_limits() {
         Some("origin"),
         "the refused PUT stored nothing"
     );
-    let exact = node.put(&path, vec![b'v'; 3592]).await;
+    let exact = node.put(&path, vec![b'v'; 3960]).await;
     assert_eq!(
         exact.status,
         204,
@@ -317,7 +317,7 @@ async fn read_only_groups_and_value_limits() {
     let got = node.get(&path).await;
     assert_eq!(
         (got.source(), got.body.len()),
-        (Some("main"), 3592),
+        (Some("main"), 3960),
         "and it is held"
     );
     assert_eq!(origin.count("fits"), 0);

@@ -14,7 +14,7 @@ use super::{FlightResult, Group};
 use crate::cache::epochs::Epoch;
 use crate::cache::handoff::{self, HandedOff, HandoffReceipt};
 use crate::cache::peers::{Ask, PeerError};
-use crate::cache::value::{EntryKind, Fetched, Fresh, Source, key_digest, worth_storing};
+use crate::cache::value::{Fetched, Fresh, Source, key_digest, worth_storing};
 use crate::ring::{Member, MemberId, Ring};
 
 /// Successors asked, one after another, when an owner cannot be reached.
@@ -215,14 +215,13 @@ impl Group {
             .main
             .entries_by_recency(now)
             .into_iter()
-            .filter_map(|entry| match &entry.kind {
-                EntryKind::Found(value) => Some(HandedOff {
-                    key: entry.key.to_string(),
-                    value: value.clone(),
+            .filter_map(|entry| {
+                Some(HandedOff {
+                    key: entry.key().to_owned(),
+                    value: entry.value()?,
                     ttl: entry.remaining(now),
                     version: entry.version,
-                }),
-                EntryKind::NotFound => None,
+                })
             })
             .filter(|entry| worth_storing(entry.ttl));
         let next_owner = |key: &str| {

@@ -104,7 +104,7 @@ impl Group {
     pub(super) fn or_stale_if_error(
         &self,
         result: FlightResult,
-        stale: Option<&Entry>,
+        stale: Option<&Arc<Entry>>,
     ) -> FlightResult {
         let (Err(error), Some(entry)) = (&result, stale) else {
             return result;
@@ -125,7 +125,7 @@ impl Group {
     /// `None`: this caller reloads it.
     pub(super) async fn reload_recently_tried(
         &self,
-        held: &Entry,
+        held: &Arc<Entry>,
         digest: u128,
     ) -> Option<FlightResult> {
         let now = Instant::now();
@@ -184,16 +184,16 @@ impl Group {
 
 /// An expired entry served as it is: no time left (so no node keeps a copy
 /// of it), with its age.
-fn stale_answer(entry: &Entry, now: Instant) -> FlightResult {
-    match &entry.kind {
-        EntryKind::Found(value) => Ok(Fetched {
+fn stale_answer(entry: &Arc<Entry>, now: Instant) -> FlightResult {
+    match entry.value() {
+        Some(value) => Ok(Fetched {
             fresh: Fresh {
                 ttl: Some(Duration::ZERO),
-                ..Fresh::new(value.clone()).versioned(entry.version)
+                ..Fresh::new(value).versioned(entry.version)
             },
             source: Source::Main,
             stale: Some(entry.age(now).unwrap_or_default()),
         }),
-        EntryKind::NotFound => Err(GroupError::OriginNotFound),
+        None => Err(GroupError::OriginNotFound),
     }
 }

@@ -4,6 +4,7 @@
 //! without a body.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 use tracing::debug;
@@ -49,10 +50,10 @@ impl Group {
         digest: u128,
         epoch: Epoch,
         version: Version,
-        reloading: Option<&Entry>,
+        reloading: Option<&Arc<Entry>>,
     ) -> FlightResult {
         let validators = reloading
-            .and_then(Entry::life)
+            .and_then(|entry| entry.life())
             .map(|life| &life.validators)
             .filter(|validators| !validators.is_empty());
         let loaded = match validators {
@@ -183,10 +184,8 @@ impl Group {
 
 /// The held entry's value with the freshness a `304` gave it: what the
 /// answer leaves out stays as it was. `None` for a remembered 404.
-fn renewed(entry: &Entry, renewal: NotModified) -> Option<Fresh> {
-    let EntryKind::Found(value) = &entry.kind else {
-        return None;
-    };
+fn renewed(entry: &Arc<Entry>, renewal: NotModified) -> Option<Fresh> {
+    let value = entry.value()?;
     let life = entry.life()?;
     let validators = if renewal.validators.is_empty() {
         life.validators.clone()
