@@ -101,8 +101,10 @@ pub(crate) enum Refusal {
     #[error("the request's body is not the one its signature covers (SHA-256 mismatch)")]
     BodyMismatch,
     #[error(
-        "this node accepted {capacity} signed requests within the last {window} s and \
-         remembers no more nonces; retry shortly"
+        "this node accepted {capacity} signed requests within the last {window} s, so it \
+         remembers nonces only for the latest seconds, and this request was signed before \
+         them (or in a second that alone holds that many); retry, and check that the \
+         sender's clock is in step with this node's"
     )]
     NonceTableFull { capacity: usize, window: u64 },
 }

@@ -472,6 +472,44 @@ fn a_full_nonce_table_refuses_instead_of_growing() {
     assert_eq!(verifier.remembered(), 1);
 }
 
+/// Full, the table makes room from its oldest seconds: requests signed now
+/// keep passing, and only one signed in a forgotten second is refused.
+#[test]
+fn a_full_nonce_table_forgets_its_oldest_seconds_for_newer_requests() {
+    let keys = keyring(&[1]);
+    let verifier = Verifier::new(THIS, MAX_SKEW, 3);
+    let accepted: Vec<_> = [NOW, NOW, NOW + 1]
+        .into_iter()
+        .map(|at| {
+            let headers = signed(&keys, "a:1", &get(), at);
+            assert_eq!(check(&verifier, &keys, &headers, &get(), at), Ok(()));
+            headers
+        })
+        .collect();
+    // Signed at NOW + 2: second NOW (two nonces) is forgotten for it.
+    let newer = signed(&keys, "a:1", &get(), NOW + 2);
+    assert_eq!(check(&verifier, &keys, &newer, &get(), NOW + 2), Ok(()));
+    assert_eq!(verifier.remembered(), 2);
+    // A replay from the forgotten second cannot be told from a new request
+    // of it: both are refused.
+    for headers in [&accepted[0], &signed(&keys, "a:1", &get(), NOW)] {
+        let result = check(&verifier, &keys, headers, &get(), NOW + 2);
+        assert_eq!(reason(result), "nonce-table-full");
+    }
+    // Remembered seconds still know their replays.
+    for replayed in [&accepted[2], &newer] {
+        let result = check(&verifier, &keys, replayed, &get(), NOW + 2);
+        assert_eq!(result, Err(Refusal::ReplayedNonce));
+    }
+    // A steady stream three times the bound, a request a second: each is
+    // accepted.
+    for at in NOW + 3..NOW + 12 {
+        let headers = signed(&keys, "a:1", &get(), at);
+        assert_eq!(check(&verifier, &keys, &headers, &get(), at), Ok(()));
+    }
+    assert_eq!(verifier.remembered(), 3);
+}
+
 #[test]
 fn a_request_for_another_member_is_refused() {
     let keys = keyring(&[1]);
