@@ -436,19 +436,25 @@ fn identical_concurrent_requests_from_different_nodes_all_pass() {
     assert_eq!(verifier.remembered(), 8 * 200);
 }
 
+/// Signs a GET at each of `times` and checks that `verifier` takes it; the
+/// headers, to replay.
+fn accepted_at(verifier: &Verifier, keys: &Keyring, times: &[u64]) -> Vec<HeaderMap> {
+    times
+        .iter()
+        .map(|&at| {
+            let headers = signed(keys, "a:1", &get(), at);
+            assert_eq!(check(verifier, keys, &headers, &get(), at), Ok(()));
+            headers
+        })
+        .collect()
+}
+
 #[test]
 fn a_full_nonce_table_refuses_instead_of_growing() {
     let keys = keyring(&[1]);
     let verifier = Verifier::new(THIS, MAX_SKEW, 3);
     // Over two seconds: the second one's set starts sized as the first's.
-    let accepted: Vec<_> = [NOW, NOW, NOW + 1]
-        .into_iter()
-        .map(|at| {
-            let headers = signed(&keys, "a:1", &get(), at);
-            assert_eq!(check(&verifier, &keys, &headers, &get(), at), Ok(()));
-            headers
-        })
-        .collect();
+    let accepted = accepted_at(&verifier, &keys, &[NOW, NOW, NOW + 1]);
     let headers = signed(&keys, "a:1", &get(), NOW);
     let result = check(&verifier, &keys, &headers, &get(), NOW + 10);
     assert_eq!(
@@ -478,14 +484,7 @@ fn a_full_nonce_table_refuses_instead_of_growing() {
 fn a_full_nonce_table_forgets_its_oldest_seconds_for_newer_requests() {
     let keys = keyring(&[1]);
     let verifier = Verifier::new(THIS, MAX_SKEW, 3);
-    let accepted: Vec<_> = [NOW, NOW, NOW + 1]
-        .into_iter()
-        .map(|at| {
-            let headers = signed(&keys, "a:1", &get(), at);
-            assert_eq!(check(&verifier, &keys, &headers, &get(), at), Ok(()));
-            headers
-        })
-        .collect();
+    let accepted = accepted_at(&verifier, &keys, &[NOW, NOW, NOW + 1]);
     // Signed at NOW + 2: second NOW (two nonces) is forgotten for it.
     let newer = signed(&keys, "a:1", &get(), NOW + 2);
     assert_eq!(check(&verifier, &keys, &newer, &get(), NOW + 2), Ok(()));
@@ -503,10 +502,7 @@ fn a_full_nonce_table_forgets_its_oldest_seconds_for_newer_requests() {
     }
     // A steady stream three times the bound, a request a second: each is
     // accepted.
-    for at in NOW + 3..NOW + 12 {
-        let headers = signed(&keys, "a:1", &get(), at);
-        assert_eq!(check(&verifier, &keys, &headers, &get(), at), Ok(()));
-    }
+    accepted_at(&verifier, &keys, &(NOW + 3..NOW + 12).collect::<Vec<_>>());
     assert_eq!(verifier.remembered(), 3);
 }
 
