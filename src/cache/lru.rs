@@ -213,8 +213,9 @@ impl Lru {
     }
 
     fn shard_index(&self, digest: u64) -> usize {
-        // The table hashes by the low bits; shard by the high ones.
-        (digest >> 60) as usize % SHARDS
+        // hashbrown places by the low bits and tags by the top seven; shard
+        // by bits in between, so that neither is the same across a shard.
+        (digest >> 32) as usize % SHARDS
     }
 
     // A panic while a shard is locked leaves it consistent (every change

@@ -239,7 +239,11 @@ impl Source {
 /// an uncommon content type share one allocation of exactly their length,
 /// the deadline is 8 bytes, and what only an owner's refreshable entry
 /// needs is boxed apart. In an `Arc` the whole is glibc's 80-byte class;
-/// [`Entry::value`] hands the bytes out without copying them.
+/// [`Entry::value`] hands the bytes out without copying them. The block is
+/// a copy: hyper reads a message's head and body into one buffer and hands
+/// out slices of it, and a kept slice (a body, a `Content-Type`) would hold
+/// every other message read into that buffer, unaccounted, for as long as
+/// the entry lives.
 #[derive(Debug)]
 pub struct Entry {
     /// The uncommon content type's bytes (if any), the key, the value.
@@ -315,6 +319,7 @@ impl AsRef<[u8]> for ValueBytes {
         self.0.value_bytes()
     }
 }
+
 /// When an owner's entry is refreshed and how long it may be served
 /// stale, with what to revalidate it by.
 #[derive(Debug)]
