@@ -321,8 +321,8 @@ impl Shard {
                 .entry
                 .as_ref()
                 .is_some_and(|entry| entry.stage(now) == Stage::Gone);
-            // The slot just written is at the head and never gone, so this
-            // never frees the caller's entry.
+            // This frees the caller's own entry only if it is already past
+            // every window, which a read would drop anyway.
             if gone && let Some(old) = self.release(self.sweep_at as u32) {
                 weight.fetch_sub(u64::from(old.weight()), Ordering::Relaxed);
                 expired += 1;
