@@ -8,9 +8,10 @@
 //! rolling upgrade) is asked again over HTTP/1.1 keep-alive, and then asked
 //! over HTTP/1.1 only for [`HTTP1_RECHECK`].
 //!
-//! The client is hyper's own pooled one, without reqwest's layers on top:
-//! the peer path builds its `Uri` from parts and never parses a URL (the
-//! profile in BENCHMARKS.md, issue 11).
+//! HTTP/2 goes straight over the `h2` crate ([`super::connections`]);
+//! HTTP/1.1 through hyper's pooled client. Neither has reqwest's layers on
+//! top: the peer path builds its `Uri` from parts and never parses a URL
+//! (the profile in BENCHMARKS.md, issue 11).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,6 +30,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::connections::{ExchangeError, Http2Connections, Reply};
 use super::protocol::{
     self, GENERATION_HEADER, NO_STORE_HEADER, PEEK_QUERY, SUCCESSOR_QUERY, TTL_HEADER,
     VERSION_HEADER,
@@ -47,11 +49,11 @@ use crate::wire::headers::{ERROR_HEADER, TIMEOUT_HEADER, stale_age};
 /// before HTTP/2 is tried again (it may have been upgraded since).
 pub const HTTP1_RECHECK: Duration = Duration::from_secs(300);
 
-type Transport = Client<HttpConnector, Full<Bytes>>;
+type Http1Client = Client<HttpConnector, Full<Bytes>>;
 
 pub struct HttpPeers {
-    http2: Transport,
-    http1: Transport,
+    http2: Http2Connections,
+    http1: Http1Client,
     /// Peers that answered only over HTTP/1.1, and until when to believe it.
     http1_only: Mutex<HashMap<MemberId, Instant>>,
     timeout: Duration,
@@ -122,7 +124,7 @@ impl Outgoing {
         &self,
         to: &Member,
         signing: Option<(&Signing, Receiver)>,
-    ) -> Result<http::Request<Full<Bytes>>, PeerError> {
+    ) -> Result<http::Request<()>, PeerError> {
         let authority = Authority::try_from(to.id.to_string())
             .map_err(|e| PeerError::Failed(format!("cannot address peer {}: {e}", to.id)))?;
         let uri = Uri::builder()
@@ -131,7 +133,7 @@ impl Outgoing {
             .path_and_query(self.path_and_query.clone())
             .build()
             .map_err(|e| PeerError::Failed(format!("cannot address peer {}: {e}", to.id)))?;
-        let mut request = http::Request::new(Full::new(self.body.clone()));
+        let mut request = http::Request::new(());
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
@@ -140,6 +142,9 @@ impl Outgoing {
         }
         if let Some((name, value)) = &self.extra {
             headers.insert(name.clone(), value.clone());
+        }
+        if !self.body.is_empty() || self.method == Method::PUT || self.method == Method::POST {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
         }
         if let Some((signing, receiver)) = signing {
             let keyring = Arc::clone(&signing.keyring.borrow());
@@ -157,11 +162,11 @@ impl Outgoing {
     }
 }
 
-/// A peer's whole answer: status, headers and body, read in full.
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+/// Which way a request goes to a peer.
+#[derive(Clone, Copy)]
+enum Via {
+    Http2,
+    Http1,
 }
 
 /// Why one exchange with a peer failed, before it is a [`PeerError`].
@@ -194,6 +199,15 @@ impl Failure {
     }
 }
 
+impl From<ExchangeError> for PeerError {
+    fn from(error: ExchangeError) -> Self {
+        match error {
+            ExchangeError::Connect { refused, detail } => Self::Unreachable { refused, detail },
+            ExchangeError::Broken(detail) => Self::Failed(detail),
+        }
+    }
+}
+
 impl HttpPeers {
     /// A client whose requests connect within the config's
     /// `connect_timeout` and are answered within its `timeout`, whose peeks
@@ -205,24 +219,13 @@ impl HttpPeers {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
-        let transport = |http2: bool| {
-            let mut builder = Client::builder(TokioExecutor::new());
-            builder
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(pool_idle_timeout);
-            if http2 {
-                builder
-                    .http2_only(true)
-                    .timer(TokioTimer::new())
-                    // Values up to a group's max_value: let the windows grow
-                    // with the connection's bandwidth-delay product.
-                    .http2_adaptive_window(true);
-            }
-            builder.build(connector.clone())
-        };
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(pool_idle_timeout)
+            .build(connector);
         Self {
-            http2: transport(true),
-            http1: transport(false),
+            http2: Http2Connections::new(config.connect_timeout, pool_idle_timeout),
+            http1,
             http1_only: Mutex::new(HashMap::new()),
             timeout: config.timeout,
             peek_timeout,
@@ -289,13 +292,13 @@ impl HttpPeers {
 
     async fn exchange(&self, to: &Member, outgoing: &Outgoing) -> Result<Reply, PeerError> {
         if self.speaks_http1_only(to) {
-            return self.signed(&self.http1, to, outgoing).await;
+            return self.signed(Via::Http1, to, outgoing).await;
         }
-        match self.signed(&self.http2, to, outgoing).await {
+        match self.signed(Via::Http2, to, outgoing).await {
             Err(PeerError::Failed(detail)) => {
                 // Reached, but no HTTP/2 answer: perhaps a node from before
                 // HTTP/2 between peers. Ask once more the old way.
-                match self.signed(&self.http1, to, outgoing).await {
+                match self.signed(Via::Http1, to, outgoing).await {
                     Ok(reply) => {
                         tracing::info!(peer = %to.id, "peer speaks HTTP/1.1 only; asking it so for a while");
                         self.remember_http1_only(to);
@@ -308,20 +311,17 @@ impl HttpPeers {
         }
     }
 
-    /// One request over `transport`, signed for the run of `to` that
+    /// One request `via` HTTP/2 or HTTP/1.1, signed for the run of `to` that
     /// membership knows; signed once more for the run that answered if
     /// that one restarted since.
-    async fn signed(
-        &self,
-        transport: &Transport,
-        to: &Member,
-        outgoing: &Outgoing,
-    ) -> Result<Reply, PeerError> {
+    async fn signed(&self, via: Via, to: &Member, outgoing: &Outgoing) -> Result<Reply, PeerError> {
         let Some(signing) = &self.signing else {
-            return Self::call(transport, outgoing.request(to, None)?).await;
+            return self.call(via, to, outgoing, None).await;
         };
-        let request = outgoing.request(to, Some((signing, signing.receiver(to))))?;
-        let reply = Self::call(transport, request).await?;
+        let receiver = signing.receiver(to);
+        let reply = self
+            .call(via, to, outgoing, Some((signing, receiver)))
+            .await?;
         // Signed for the run before a restart that membership has not
         // caught up with: sign once more for the run that answered.
         let restarted = (reply.status == StatusCode::UNAUTHORIZED)
@@ -337,17 +337,39 @@ impl HttpPeers {
                     addr: to.id,
                     generation,
                 };
-                Self::call(transport, outgoing.request(to, Some((signing, receiver)))?).await
+                self.call(via, to, outgoing, Some((signing, receiver)))
+                    .await
             }
             None => Ok(reply),
         }
     }
 
+    /// Sends `outgoing` to `to`, signed for `receiver` where there is a
+    /// keyring (and signed anew if it is sent again).
     async fn call(
-        transport: &Transport,
-        request: http::Request<Full<Bytes>>,
+        &self,
+        via: Via,
+        to: &Member,
+        outgoing: &Outgoing,
+        signing: Option<(&Signing, Receiver)>,
     ) -> Result<Reply, PeerError> {
-        let response = transport
+        let head = || outgoing.request(to, signing);
+        match via {
+            Via::Http2 => {
+                self.http2
+                    .exchange(to.id, head, outgoing.body.clone())
+                    .await
+            }
+            Via::Http1 => {
+                let request = head()?.map(|()| Full::new(outgoing.body.clone()));
+                self.call_http1(request).await
+            }
+        }
+    }
+
+    async fn call_http1(&self, request: http::Request<Full<Bytes>>) -> Result<Reply, PeerError> {
+        let response = self
+            .http1
             .request(request)
             .await
             .map_err(|e| Failure::of(&e, e.is_connect()).into_peer_error())?;

@@ -1,8 +1,10 @@
 //! The peer API: how nodes fetch values from their owners and drop each
 //! other's copies. `protocol` is the wire format both sides share, `client`
-//! the requesting side (reqwest), `server` the answering side (axum).
+//! the requesting side (over `connections`, one HTTP/2 connection per peer),
+//! `server` the answering side (axum).
 
 pub mod client;
+mod connections;
 pub mod protocol;
 pub mod server;
 
