@@ -178,3 +178,32 @@ fn a_suspect_hears_of_its_suspicion_and_refutes_in_time() {
         );
     }
 }
+
+/// During a cold start every member has membership updates queued, which
+/// foca puts in a packet before any broadcast: without broadcasts of their
+/// own while updates are queued, an invalidation reached nobody in 5 s at
+/// N = 5,000 (BENCHMARKS.md, "Simulation"). At N = 300 the backlog lasts
+/// from about 0.7 s to 4.5 s after the first start.
+#[test]
+fn an_invalidation_spreads_past_a_backlog_of_membership_updates() {
+    let mut sim = Simulation::new(SimConfig::new(300, 3));
+    sim.run_until(secs(2));
+    assert_eq!(sim.running(), 300);
+    let queued = sim.updates_backlog();
+    assert!(
+        queued > 300 * 100,
+        "a backlog to get past: {queued} updates queued"
+    );
+    let origin = sim.pick_member(&[]).unwrap_or(0);
+    let id = sim.invalidate(origin);
+    sim.run_until(sim.now() + secs(5));
+    let (in_1s, in_5s) = (sim.spread(id, secs(1)), sim.spread(id, secs(5)));
+    assert!(
+        in_1s > 0.9,
+        "reached {in_1s} in 1 s, past {queued} queued updates"
+    );
+    assert_eq!(
+        in_5s, 1.0,
+        "reached {in_5s} in 5 s, past {queued} queued updates"
+    );
+}

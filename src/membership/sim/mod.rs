@@ -234,6 +234,15 @@ impl Simulation {
         &mut self.network
     }
 
+    /// Membership updates queued at the running members, in all.
+    pub fn updates_backlog(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|m| m.life == Life::Running)
+            .map(|m| m.core.updates_backlog())
+            .sum()
+    }
+
     /// Members started and not stopped.
     pub fn running(&self) -> usize {
         self.members
