@@ -45,6 +45,7 @@ use tracing::{debug, warn};
 
 use crate::config::LimitsConfig;
 use crate::metrics::Metrics;
+use crate::peer::coalesce::YieldFirst;
 use crate::wire::DeadlineBody;
 
 /// The shortest watchdog tick: below it the checks cost more than they
@@ -132,6 +133,7 @@ pub(super) async fn serve(
         let connection = Connection {
             port: name,
             http: Arc::clone(&http),
+            coalesce: http2,
             router: router.clone(),
             limits: Arc::clone(&limits),
             metrics: Arc::clone(&metrics),
@@ -198,6 +200,10 @@ fn refuse_over_limit(stream: &TcpStream, port: &str, max_connections: usize) {
 struct Connection {
     port: &'static str,
     http: Arc<auto::Builder<TokioExecutor>>,
+    /// Whether to let the tasks ready to run go first before each poll of
+    /// the connection (HTTP/2 ports: their answers then share a write; see
+    /// `peer::coalesce`).
+    coalesce: bool,
     router: Router,
     limits: Arc<LimitsConfig>,
     metrics: Arc<Metrics>,
@@ -244,26 +250,28 @@ impl Connection {
         };
         let connection = self.http.serve_connection(io, service);
         tokio::pin!(connection);
+        let mut connection = YieldFirst::new(connection);
+        connection.set_enabled(self.coalesce);
         let mut watchdog = Watchdog::new(&self.limits);
         let mut tick = tokio::time::interval(watchdog.tick);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut closing = false;
         loop {
             tokio::select! {
-                result = connection.as_mut() => {
+                result = &mut connection => {
                     if let Err(error) = result {
                         self.count_error(&*error);
                     }
                     return;
                 }
                 () = self.stop.cancelled(), if !closing => {
-                    connection.as_mut().graceful_shutdown();
+                    connection.inner().as_mut().graceful_shutdown();
                     closing = true;
                 }
                 _ = tick.tick() => match watchdog.check(&activity, Instant::now()) {
                     Verdict::Fine => {}
                     Verdict::Idle => if !closing {
-                        connection.as_mut().graceful_shutdown();
+                        connection.inner().as_mut().graceful_shutdown();
                         closing = true;
                     },
                     Verdict::HeadTooSlow => {

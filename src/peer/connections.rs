@@ -280,7 +280,8 @@ async fn drive(
     id: u64,
     idle_timeout: Duration,
 ) {
-    tokio::pin!(connection);
+    // Streams opened together go out in one write.
+    let mut connection = super::coalesce::YieldFirst::new(connection);
     let idle_check = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle_check);
     let mut listed = true;

@@ -4,6 +4,7 @@
 //! `server` the answering side (axum).
 
 pub mod client;
+pub(crate) mod coalesce;
 mod connections;
 pub mod protocol;
 pub mod server;
