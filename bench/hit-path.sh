@@ -16,10 +16,23 @@
 #                           The rate-limited runs always use oha (crates.io).
 #   BENCH_ONLY=local,peer,peer-signed
 #                           which parts to run: local (bare axum + shoal hit), peer,
-#                           peer-signed (the peer hit with a keyring: every peer request signed)
+#                           peer-signed (the peer hit with a keyring: every peer request signed),
+#                           peer-baseline (the peer hit of BENCH_BASELINE's binary, measured in
+#                           the same rounds: a before/after of a change to the peer path)
+#   BENCH_BASELINE=         the other shoal binary for peer-baseline
+#   BENCH_SCHED=batch       run every server under SCHED_BATCH (chrt --batch 0): no wake-up
+#                           preemption between the processes sharing CPU 0, so that node A and
+#                           node B, which on a real cluster run on different machines, do not
+#                           preempt each other on every request (BENCHMARKS.md, "Scale")
 #   BENCH_SKIP_BUILD=1      use the binaries already in target/release
 #
-# Only loopback addresses (127.0.0.1–3); servers pinned to CPU 0, the load
+# Every server of the parts asked for is started and warmed first, then the peak
+# runs go round all of them in turn (bare, local, peer, peer-signed, then again),
+# so that a machine whose speed drifts over minutes (this VM's does) slows every
+# target alike, and the ratios compare runs a minute apart. The summary also
+# gives the peer / local ratio of each round.
+#
+# Only loopback addresses (127.0.0.1–7); servers pinned to CPU 0, the load
 # generator (one thread) to CPU 1. Raw results go to bench/results/<UTC time>/.
 # Every process the script starts is stopped when it exits, however it exits.
 set -euo pipefail
@@ -45,6 +58,8 @@ LOADGEN_CPU=1
 LOCAL_IP=127.0.0.1 LOCAL_SERVICE=3101 LOCAL_PEER=8101 LOCAL_GOSSIP=7101 LOCAL_ADMIN=9101
 BARE_ADDR=127.0.0.1:3199
 PEER_A=127.0.0.2 PEER_B=127.0.0.3
+SIGNED_A=127.0.0.4 SIGNED_B=127.0.0.5
+BASELINE_A=127.0.0.6 BASELINE_B=127.0.0.7
 PEER_SERVICE=3102 PEER_PEER=8102 PEER_GOSSIP=7102 PEER_ADMIN=9102
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -52,6 +67,11 @@ OUT=bench/results/$STAMP
 SHOAL=${BENCH_SHOAL:-target/release/shoal}
 BARE=target/release/examples/bare_axum
 CLK_TCK=$(getconf CLK_TCK)
+case ${BENCH_SCHED:-} in
+'') RUN_AS=() ;;
+batch) RUN_AS=(chrt --batch 0) ;;
+*) echo "BENCH_SCHED takes batch or nothing, not '$BENCH_SCHED'" >&2 && exit 2 ;;
+esac
 
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
@@ -253,14 +273,17 @@ expect_source() {
 }
 
 # --- the measurements ---------------------------------------------------------------
-# Local hit: bare axum and one shoal node, both up at once on CPU 0 (the idle one
-# costs nothing), measured in turns.
-run_local() {
+# Each setup_PART starts its servers on CPU 0 (idle ones cost nothing), warms
+# them and appends its targets to SPECS; main measures them all in turns.
+SPECS=()
+
+# Local hit: bare axum and one shoal node.
+setup_local() {
     say "bare_axum on $BARE_ADDR (CPU $SERVER_CPU)"
-    start bare "$SERVER_CPU" "$BARE" "$BARE_ADDR"
+    start bare "$SERVER_CPU" "${RUN_AS[@]}" "$BARE" "$BARE_ADDR"
     write_config "$OUT/local.yaml" 0.125
     say "shoal on $LOCAL_IP:$LOCAL_SERVICE (CPU $SERVER_CPU)"
-    start shoal "$SERVER_CPU" "$SHOAL" -c "$OUT/local.yaml" --node-name bench-local \
+    start shoal "$SERVER_CPU" "${RUN_AS[@]}" "$SHOAL" -c "$OUT/local.yaml" --node-name bench-local \
         --bind "$LOCAL_IP" --service-port "$LOCAL_SERVICE" --peer-port "$LOCAL_PEER" \
         --gossip-port "$LOCAL_GOSSIP" --admin-port "$LOCAL_ADMIN"
     wait_ok bare "http://$BARE_ADDR/bench/k000"
@@ -271,81 +294,97 @@ run_local() {
     expect_source "http://$LOCAL_IP:$LOCAL_SERVICE/bench/k000" main
     expect_source "http://$LOCAL_IP:$LOCAL_SERVICE/bench/k$((KEYS - 1))" main
 
-    local bare="bare http://$BARE_ADDR $OUT/local-paths.txt bare"
-    local shoal="shoal http://$LOCAL_IP:$LOCAL_SERVICE $OUT/local-paths.txt shoal"
-    peaks "$bare" "$shoal"
-    halves "$bare" "$shoal"
+    SPECS+=("bare http://$BARE_ADDR $OUT/local-paths.txt bare"
+        "shoal http://$LOCAL_IP:$LOCAL_SERVICE $OUT/local-paths.txt shoal")
+}
+
+finish_local() {
     curl -sS "http://$LOCAL_IP:$LOCAL_ADMIN/_stats" >"$OUT/shoal-stats.json" || true
     curl -sS "http://$LOCAL_IP:$LOCAL_ADMIN/metrics" >"$OUT/shoal-metrics.txt" || true
-    cleanup
 }
 
 # Peer hit: node A asks node B for every key. Two nodes with fixed membership,
-# hot_fraction 0 so that A never keeps a copy. With "signed", both share a
-# keyring, so every peer request is signed and verified.
-run_peer() {
-    local name=peer keyring=()
-    if [ "${1:-}" = signed ]; then
-        name=peer-signed
+# hot_fraction 0 so that A never keeps a copy. With "signed", another pair
+# (127.0.0.4 and .5) shares a keyring, so every peer request is signed and
+# verified; with "baseline", another pair (127.0.0.6 and .7) runs
+# BENCH_BASELINE's binary.
+setup_peer() {
+    local name=peer keyring=() a=$PEER_A b=$PEER_B shoal=$SHOAL
+    case ${1:-} in
+    signed)
+        name=peer-signed a=$SIGNED_A b=$SIGNED_B
         head -c 32 /dev/urandom | base64 >"$OUT/keyring"
         keyring=(--keyring "$OUT/keyring")
-    fi
+        ;;
+    baseline)
+        name=peer-baseline a=$BASELINE_A b=$BASELINE_B shoal=${BENCH_BASELINE:-}
+        [ -x "$shoal" ] || die "peer-baseline needs BENCH_BASELINE=<another shoal binary>"
+        ;;
+    esac
     write_config "$OUT/peer.yaml" 0
     local node ip
     for node in a b; do
-        if [ $node = a ]; then ip=$PEER_A; else ip=$PEER_B; fi
-        say "shoal node $node on $ip:$PEER_SERVICE (CPU $SERVER_CPU)"
-        start "node-$node" "$SERVER_CPU" "$SHOAL" -c "$OUT/peer.yaml" --node-name "bench-$node" \
+        if [ $node = a ]; then ip=$a; else ip=$b; fi
+        say "shoal $name node $node on $ip:$PEER_SERVICE (CPU $SERVER_CPU)"
+        start "$name-node-$node" "$SERVER_CPU" "${RUN_AS[@]}" "$shoal" -c "$OUT/peer.yaml" --node-name "bench-$node" \
             --bind "$ip" --service-port "$PEER_SERVICE" --peer-port "$PEER_PEER" \
             --gossip-port "$PEER_GOSSIP" --admin-port "$PEER_ADMIN" \
-            --peer "$PEER_A:$PEER_PEER" --peer "$PEER_B:$PEER_PEER" "${keyring[@]}"
+            --peer "$a:$PEER_PEER" --peer "$b:$PEER_PEER" "${keyring[@]}"
     done
-    wait_ok node-a "http://$PEER_A:$PEER_ADMIN/readyz"
-    wait_ok node-b "http://$PEER_B:$PEER_ADMIN/readyz"
+    wait_ok "$name-node-a" "http://$a:$PEER_ADMIN/readyz"
+    wait_ok "$name-node-b" "http://$b:$PEER_ADMIN/readyz"
 
-    say "choosing $KEYS keys that node B owns (node A's /_ring)"
-    seq -f 'k%04g' 0 $((KEYS * 4 - 1)) >"$OUT/peer-candidates.txt"
-    sed "s#.*#url = \"http://$PEER_A:$PEER_ADMIN/_ring/bench/&\"#" "$OUT/peer-candidates.txt" >"$OUT/ring.curl"
-    curl -sS -K "$OUT/ring.curl" -w '\n' >"$OUT/ring.jsonl"
-    [ "$(grep -c . "$OUT/ring.jsonl")" = $((KEYS * 4)) ] ||
-        die "node A's /_ring did not answer every key (see $OUT/ring.jsonl)"
-    paste -d ' ' "$OUT/peer-candidates.txt" \
-        <(jq -r --arg ip "$PEER_B" \
+    say "choosing $KEYS keys that $name node B owns (node A's /_ring)"
+    seq -f 'k%04g' 0 $((KEYS * 4 - 1)) >"$OUT/$name-candidates.txt"
+    sed "s#.*#url = \"http://$a:$PEER_ADMIN/_ring/bench/&\"#" "$OUT/$name-candidates.txt" >"$OUT/$name-ring.curl"
+    curl -sS -K "$OUT/$name-ring.curl" -w '\n' >"$OUT/$name-ring.jsonl"
+    [ "$(grep -c . "$OUT/$name-ring.jsonl")" = $((KEYS * 4)) ] ||
+        die "node A's /_ring did not answer every key (see $OUT/$name-ring.jsonl)"
+    paste -d ' ' "$OUT/$name-candidates.txt" \
+        <(jq -r --arg ip "$b" \
             'if ((.owner.addr | tostring) == $ip or (.owner.name | tostring | startswith($ip + ":"))) then "B" else "A" end' \
-            "$OUT/ring.jsonl") |
-        awk -v n="$KEYS" '$2 == "B" && kept < n { print $1; kept++ }' >"$OUT/peer-keys.txt"
+            "$OUT/$name-ring.jsonl") |
+        awk -v n="$KEYS" '$2 == "B" && kept < n { print $1; kept++ }' >"$OUT/$name-keys.txt"
     local owned
-    owned=$(grep -c . "$OUT/peer-keys.txt" || true)
-    [ "$owned" = "$KEYS" ] || die "node B owns only $owned of $((KEYS * 4)) candidate keys (see $OUT/ring.jsonl)"
-    sed 's#^#/bench/#' "$OUT/peer-keys.txt" >"$OUT/peer-paths.txt"
+    owned=$(grep -c . "$OUT/$name-keys.txt" || true)
+    [ "$owned" = "$KEYS" ] || die "node B owns only $owned of $((KEYS * 4)) candidate keys (see $OUT/$name-ring.jsonl)"
+    sed 's#^#/bench/#' "$OUT/$name-keys.txt" >"$OUT/$name-paths.txt"
 
     say "warming them (PUT through node A stores at node B)"
-    put_keys "http://$PEER_A:$PEER_SERVICE" "$OUT/peer-keys.txt"
+    put_keys "http://$a:$PEER_SERVICE" "$OUT/$name-keys.txt"
     local first
-    first=$(head -1 "$OUT/peer-keys.txt")
-    expect_source "http://$PEER_B:$PEER_SERVICE/bench/$first" main
-    expect_source "http://$PEER_A:$PEER_SERVICE/bench/$first" peer
-    expect_source "http://$PEER_A:$PEER_SERVICE/bench/$first" peer # again: A kept no copy
+    first=$(head -1 "$OUT/$name-keys.txt")
+    expect_source "http://$b:$PEER_SERVICE/bench/$first" main
+    expect_source "http://$a:$PEER_SERVICE/bench/$first" peer
+    expect_source "http://$a:$PEER_SERVICE/bench/$first" peer # again: A kept no copy
+    SPECS+=("$name http://$a:$PEER_SERVICE $OUT/$name-paths.txt $name-node-a $name-node-b")
+}
 
-    local peer="$name http://$PEER_A:$PEER_SERVICE $OUT/peer-paths.txt node-a node-b"
-    peaks "$peer"
-    halves "$peer"
-    expect_source "http://$PEER_A:$PEER_SERVICE/bench/$first" peer # nor after the load
+finish_peer() {
+    local name=peer a=$PEER_A b=$PEER_B node ip first
+    case ${1:-} in
+    signed) name=peer-signed a=$SIGNED_A b=$SIGNED_B ;;
+    baseline) name=peer-baseline a=$BASELINE_A b=$BASELINE_B ;;
+    esac
+    first=$(head -1 "$OUT/$name-keys.txt")
+    expect_source "http://$a:$PEER_SERVICE/bench/$first" peer # nor after the load
     for node in a b; do
-        if [ $node = a ]; then ip=$PEER_A; else ip=$PEER_B; fi
+        if [ $node = a ]; then ip=$a; else ip=$b; fi
         curl -sS "http://$ip:$PEER_ADMIN/_stats" >"$OUT/$name-node-$node-stats.json" || true
         curl -sS "http://$ip:$PEER_ADMIN/metrics" >"$OUT/$name-node-$node-metrics.txt" || true
     done
-    cleanup
 }
 
-run_peer-signed() { run_peer signed; }
+setup_peer-signed() { setup_peer signed; }
+finish_peer-signed() { finish_peer signed; }
+setup_peer-baseline() { setup_peer baseline; }
+finish_peer-baseline() { finish_peer baseline; }
 
 # --- main -------------------------------------------------------------------------
 main() {
     local part
     for part in ${ONLY//,/ }; do
-        case $part in local | peer | peer-signed) ;; *) die "BENCH_ONLY takes local, peer and peer-signed, not '$part'" ;; esac
+        case $part in local | peer | peer-signed | peer-baseline) ;; *) die "BENCH_ONLY takes local, peer, peer-signed and peer-baseline, not '$part'" ;; esac
     done
     ensure_tools
     mkdir -p "$OUT"
@@ -363,8 +402,10 @@ main() {
         echo "date (UTC): $STAMP"
         echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml examples 2>/dev/null || echo ' + uncommitted changes')"
         echo "shoal: $($SHOAL --version 2>&1), binary built $(date -u -r "$SHOAL" +%Y-%m-%dT%H:%M:%SZ)"
+        [ -z "${BENCH_BASELINE:-}" ] || echo "baseline (peer-baseline): $BENCH_BASELINE, built $(date -u -r "$BENCH_BASELINE" +%Y-%m-%dT%H:%M:%SZ)"
         echo "load generator: peak runs $($PEAK_LOADGEN --version 2>&1 | head -1 | cut -d' ' -f1-2)$([ $HAVE_OHA = no ] || echo ", rate-limited runs $(oha --version)"), 1 thread on CPU $LOADGEN_CPU; servers on CPU $SERVER_CPU"
         echo "cpu: $(lscpu 2>/dev/null | awk -F': *' '/^Model name/ { print $2; exit }'), $(nproc --all) CPUs; kernel $(uname -r)"
+        echo "scheduling of the servers: ${BENCH_SCHED:-default (SCHED_OTHER)}"
         echo "runs: $REPEAT x $DURATION at peak (median kept) + $DURATION at half the peak rate; $CONNS connections; $KEYS keys of $VALUE_SIZE bytes"
     } >"$OUT/env.txt"
 
@@ -373,13 +414,28 @@ main() {
     sed 's#^#/bench/#' "$OUT/local-keys.txt" >"$OUT/local-paths.txt"
 
     for part in ${ONLY//,/ }; do
-        "run_$part"
+        "setup_$part"
     done
+    peaks "${SPECS[@]}"
+    halves "${SPECS[@]}"
+    for part in ${ONLY//,/ }; do
+        "finish_$part"
+    done
+    cleanup
     summary | tee "$OUT/summary.txt"
 }
 
 # per_core NAME: requests served per second of server CPU in NAME's median peak run.
 per_core() { awk -v r="${R[$1.peak.rps]}" -v c="${R[$1.peak.srv]}" 'BEGIN { printf "%f", ((c > 0) ? 100 * r / c : 0) }'; }
+# round_ratios A B: A's peak req/s over B's, round by round.
+round_ratios() {
+    local i out=()
+    for i in $(seq "$REPEAT"); do
+        out+=("$(paste -d ' ' "$OUT/$1-peak-$i.figures" "$OUT/$2-peak-$i.figures" |
+            awk '{ printf "%.2f", $1 / $8 }')")
+    done
+    echo "${out[*]}"
+}
 fmt0() { awk -v x="$1" 'BEGIN { printf "%d", x + 0.5 }'; }
 fmt2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
 
@@ -395,7 +451,7 @@ summary() {
         "" "req/s" "" "ms" "ms" "srv/gen" "req/s" "ms" "ms" "ms" "ms"
     printf '%-16s | %48s | %21s | %13s\n' "" "" "latency corrected" "per request"
     local row label n
-    for row in "bare axum:bare" "shoal local hit:shoal" "shoal peer hit:peer" "peer, keyring:peer-signed"; do
+    for row in "bare axum:bare" "shoal local hit:shoal" "shoal peer hit:peer" "peer, keyring:peer-signed" "peer, baseline:peer-baseline"; do
         label=${row%%:*} n=${row##*:}
         [ -n "${R[$n.peak.rps]:-}" ] || continue
         printf '%-16s | %8s %15s %6s %6s %8s' "$label" "$(fmt0 "${R[$n.peak.rps]}")" \
@@ -443,12 +499,17 @@ summary() {
         verdict=$(awk -v r="$ratio" 'BEGIN { print ((r <= 1.2) ? "PASS" : "FAIL") }')
         echo "target (issue 11) shoal local hit p99 <= 1.2 x bare axum's, half peak, latency corrected: $ratio -> $verdict"
     fi
+    if [ -n "${R[peer-baseline.peak.rps]:-}" ] && [ -n "${R[peer.peak.rps]:-}" ]; then
+        echo "peer hit over the baseline's: $(awk -v p="${R[peer.peak.rps]}" -v b="${R[peer-baseline.peak.rps]}" 'BEGIN { printf "%.2f", p / b }')" \
+            "(each round: $(round_ratios peer peer-baseline))"
+    fi
     local peer
     for peer in peer peer-signed; do
         if [ -n "${R[$peer.peak.rps]:-}" ] && [ -n "${R[shoal.peak.rps]:-}" ]; then
             ratio=$(awk -v p="${R[$peer.peak.rps]}" -v s="${R[shoal.peak.rps]}" 'BEGIN { printf "%.2f", p / s }')
             verdict=$(awk -v r="$ratio" 'BEGIN { print ((r >= 0.3) ? "PASS" : "FAIL") }')
             echo "target (issue 11) $peer hit >= 0.3 x local hit throughput: $ratio -> $verdict"
+            echo "  $peer / local in each round (runs a minute apart): $(round_ratios "$peer" shoal)"
         fi
     done
     echo "raw results: $OUT"
