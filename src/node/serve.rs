@@ -46,6 +46,7 @@ use tracing::{debug, warn};
 use crate::config::LimitsConfig;
 use crate::metrics::Metrics;
 use crate::peer::coalesce::YieldFirst;
+use crate::peer::cork::{WriteAfterPoll, cork};
 use crate::wire::DeadlineBody;
 
 /// The shortest watchdog tick: below it the checks cost more than they
@@ -213,10 +214,16 @@ struct Connection {
 impl Connection {
     async fn run(self, stream: TcpStream) {
         let activity = Arc::new(Activity::default());
-        let io = TokioIo::new(Counted {
-            inner: stream,
-            activity: Arc::clone(&activity),
-        });
+        // On HTTP/2 ports the frames of one poll share a write (see
+        // `peer::cork`).
+        let (io, uncork) = cork(
+            Counted {
+                inner: stream,
+                activity: Arc::clone(&activity),
+            },
+            self.coalesce,
+        );
+        let io = TokioIo::new(io);
         let service = {
             let activity = Arc::clone(&activity);
             let router = self.router.clone();
@@ -250,7 +257,7 @@ impl Connection {
         };
         let connection = self.http.serve_connection(io, service);
         tokio::pin!(connection);
-        let mut connection = YieldFirst::new(connection);
+        let mut connection = YieldFirst::new(WriteAfterPoll::new(connection, uncork));
         connection.set_enabled(self.coalesce);
         let mut watchdog = Watchdog::new(&self.limits);
         let mut tick = tokio::time::interval(watchdog.tick);
@@ -265,13 +272,13 @@ impl Connection {
                     return;
                 }
                 () = self.stop.cancelled(), if !closing => {
-                    connection.inner().as_mut().graceful_shutdown();
+                    connection.inner().inner().as_mut().graceful_shutdown();
                     closing = true;
                 }
                 _ = tick.tick() => match watchdog.check(&activity, Instant::now()) {
                     Verdict::Fine => {}
                     Verdict::Idle => if !closing {
-                        connection.inner().as_mut().graceful_shutdown();
+                        connection.inner().inner().as_mut().graceful_shutdown();
                         closing = true;
                     },
                     Verdict::HeadTooSlow => {

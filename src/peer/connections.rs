@@ -28,6 +28,8 @@ use http::{HeaderMap, Request, StatusCode};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::cork::{Corked, WriteAfterPoll, cork};
+
 /// The windows a connection opens with, for values up to a group's
 /// `max_value` (hyper's defaults, which the peer path had before): large
 /// enough that a value on a cluster's network is not held up by
@@ -240,10 +242,13 @@ impl Http2Connections {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%peer, %error, "cannot set TCP_NODELAY on a peer connection");
         }
+        // The requests opened in one poll go out in one write (see
+        // `super::cork`).
+        let (io, uncork) = cork(tcp, true);
         let (send, connection) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
-            .handshake::<_, Bytes>(tcp)
+            .handshake::<_, Bytes>(io)
             .await
             .map_err(|e| ExchangeError::broken(&e))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -256,7 +261,7 @@ impl Http2Connections {
             },
         );
         tokio::spawn(drive(
-            connection,
+            WriteAfterPoll::new(connection, uncork),
             Arc::downgrade(&self.open),
             peer,
             id,
@@ -274,7 +279,7 @@ impl Http2Connections {
 /// `idle_timeout`: then it leaves the table, and closes once its streams in
 /// flight are answered.
 async fn drive(
-    connection: h2::client::Connection<TcpStream, Bytes>,
+    connection: WriteAfterPoll<h2::client::Connection<Corked<TcpStream>, Bytes>, TcpStream>,
     open: Weak<Mutex<HashMap<SocketAddr, Open>>>,
     peer: SocketAddr,
     id: u64,

@@ -6,6 +6,7 @@
 pub mod client;
 pub(crate) mod coalesce;
 mod connections;
+pub(crate) mod cork;
 pub mod protocol;
 pub mod server;
 
