@@ -28,7 +28,7 @@ use super::freshness::Stage;
 use super::loader::{DynLoader, LoadError};
 use super::origin_guard::OriginGuard;
 use super::peers::{Ask, PeerError, Peers};
-use super::singleflight::{Role, SingleFlight};
+use super::singleflight::{Detach, Role, SingleFlight};
 use super::store::{Eviction, Store, StoreStats};
 use super::superseded::Superseded;
 use super::value::{
@@ -321,11 +321,17 @@ impl Group {
         let key = key.to_owned();
         let (result, role) = self
             .flights
-            .run((digest, FlightKind::Fetch), move || async move {
-                let epoch = this.epochs.current(digest);
-                this.fetch_from_owner(&owner, &key, digest, hash, epoch, admit)
-                    .await
-            })
+            .run(
+                (digest, FlightKind::Fetch),
+                // A fetch its callers drive: no task of its own on the peer
+                // hit's path (the owner's load goes on without it).
+                Detach::No,
+                move || async move {
+                    let epoch = this.epochs.current(digest);
+                    this.fetch_from_owner(&owner, &key, digest, hash, epoch, admit)
+                        .await
+                },
+            )
             .await;
         if role == Role::Leader {
             self.metrics.loads_deduped.inc();
@@ -361,29 +367,35 @@ impl Group {
         let this = Arc::clone(self);
         let key = key.to_owned();
         self.flights
-            .run((digest, FlightKind::Load), move || async move {
-                let epoch = this.epochs.current(digest);
-                // A load that finished since the caller missed (one another
-                // node's successor request started, say) already stored it.
-                if let Some(found) = this.held(&key, digest, reloading.as_ref()) {
-                    return found;
-                }
-                // Stamped before the load: a DELETE acknowledged while it
-                // runs is newer than the value it brings.
-                let version = this.cluster.clock.now();
-                if reloading.is_none()
-                    && let Some(found) = this
-                        .peek_previous_owners(&key, digest, hash, epoch, as_successor)
+            .run(
+                (digest, FlightKind::Load),
+                // The origin's answer is kept for the cache whether or not
+                // its callers wait for it.
+                Detach::Task,
+                move || async move {
+                    let epoch = this.epochs.current(digest);
+                    // A load that finished since the caller missed (one another
+                    // node's successor request started, say) already stored it.
+                    if let Some(found) = this.held(&key, digest, reloading.as_ref()) {
+                        return found;
+                    }
+                    // Stamped before the load: a DELETE acknowledged while it
+                    // runs is newer than the value it brings.
+                    let version = this.cluster.clock.now();
+                    if reloading.is_none()
+                        && let Some(found) = this
+                            .peek_previous_owners(&key, digest, hash, epoch, as_successor)
+                            .await
+                    {
+                        return Ok(found);
+                    }
+                    if as_successor {
+                        this.metrics.churn.successor_loads.inc();
+                    }
+                    this.load_as_owner(&key, digest, epoch, version, reloading.as_ref())
                         .await
-                {
-                    return Ok(found);
-                }
-                if as_successor {
-                    this.metrics.churn.successor_loads.inc();
-                }
-                this.load_as_owner(&key, digest, epoch, version, reloading.as_ref())
-                    .await
-            })
+                },
+            )
             .await
     }
 

@@ -113,13 +113,23 @@ impl Group {
     }
 
     /// The owner cannot be reached: load here, and keep the value only as a
-    /// hot copy, since this node is not the owner.
+    /// hot copy, since this node is not the owner. The load runs as its own
+    /// task: it is inside a fetch, which its callers drive and drop if they
+    /// all hang up, and an origin load, once started, is seen through.
     pub(super) async fn load_as_fallback(
-        &self,
+        self: &Arc<Self>,
         key: &str,
         digest: u128,
         epoch: Epoch,
     ) -> FlightResult {
+        let this = Arc::clone(self);
+        let key = key.to_owned();
+        tokio::spawn(async move { this.fallback_load(&key, digest, epoch).await })
+            .await
+            .unwrap_or(Err(GroupError::Internal))
+    }
+
+    async fn fallback_load(&self, key: &str, digest: u128, epoch: Epoch) -> FlightResult {
         let version = self.cluster.clock.now();
         let loaded = self
             .call_origin(key, self.loader.load_boxed(key))

@@ -463,6 +463,26 @@ async fn an_unreachable_owner_means_a_local_load_kept_only_as_hot() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_local_load_for_an_unreachable_owner_outlives_its_caller() {
+    let peers = FakePeers::answering(Err(unreachable()));
+    let group = group(Arc::clone(&peers));
+    let key = keys_owned_by(OTHER, 1).remove(0);
+    let get = {
+        let group = Arc::clone(&group);
+        let key = key.clone();
+        tokio::spawn(async move { group.get(&key, Requester::Client).await })
+    };
+    tokio::time::sleep(DELAY / 2).await;
+    // The fetch its caller drove is given up; the origin load it started
+    // is not.
+    get.abort();
+    assert!(get.await.is_err_and(|e| e.is_cancelled()));
+    tokio::time::sleep(DELAY).await;
+    assert_eq!(source(&group, &key).await, Source::Hot);
+    assert_eq!(group.stats().local_loads, 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn origin_errors_at_the_owner_are_passed_on_not_retried() {
     let failure = PeerError::Origin(LoadError::Failure("the origin answered 500".into()));
     let group = group(FakePeers::answering(Err(failure)));
