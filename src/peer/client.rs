@@ -30,7 +30,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::connections::{ExchangeError, Http2Connections, Reply};
+use super::connections::{ExchangeError, Http2Connections, Reply, authority_of};
 use super::protocol::{
     self, GENERATION_HEADER, NO_STORE_HEADER, PEEK_QUERY, SUCCESSOR_QUERY, TTL_HEADER,
     VERSION_HEADER,
@@ -119,17 +119,17 @@ impl Outgoing {
         Self::new(Method::GET, path_and_query)
     }
 
-    /// The request for `to`, signed for `receiver` where there is a keyring.
+    /// The request for `to` at `authority`, signed for `receiver` where
+    /// there is a keyring.
     fn request(
         &self,
         to: &Member,
+        authority: &Authority,
         signing: Option<(&Signing, Receiver)>,
     ) -> Result<http::Request<()>, PeerError> {
-        let authority = Authority::try_from(to.id.to_string())
-            .map_err(|e| PeerError::Failed(format!("cannot address peer {}: {e}", to.id)))?;
         let uri = Uri::builder()
             .scheme(Scheme::HTTP)
-            .authority(authority)
+            .authority(authority.clone())
             .path_and_query(self.path_and_query.clone())
             .build()
             .map_err(|e| PeerError::Failed(format!("cannot address peer {}: {e}", to.id)))?;
@@ -353,15 +353,18 @@ impl HttpPeers {
         outgoing: &Outgoing,
         signing: Option<(&Signing, Receiver)>,
     ) -> Result<Reply, PeerError> {
-        let head = || outgoing.request(to, signing);
         match via {
             Via::Http2 => {
+                let head = |authority: &Authority| outgoing.request(to, authority, signing);
                 self.http2
                     .exchange(to.id, head, outgoing.body.clone())
                     .await
             }
             Via::Http1 => {
-                let request = head()?.map(|()| Full::new(outgoing.body.clone()));
+                let authority = authority_of(to.id)?;
+                let request = outgoing
+                    .request(to, &authority, signing)?
+                    .map(|()| Full::new(outgoing.body.clone()));
                 self.call_http1(request).await
             }
         }

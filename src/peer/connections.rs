@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
+use http::uri::Authority;
 use http::{HeaderMap, Request, StatusCode};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -79,6 +80,9 @@ struct Open {
     /// Tells this connection from a later one to the same peer.
     id: u64,
     send: SendRequest<Bytes>,
+    /// The peer's address as a request's authority, made once: not
+    /// formatted and parsed again for every request.
+    authority: Authority,
     last_used: Instant,
 }
 
@@ -96,6 +100,7 @@ enum Attempt {
 struct Connection {
     id: u64,
     send: SendRequest<Bytes>,
+    authority: Authority,
     reused: bool,
 }
 
@@ -110,25 +115,28 @@ impl Http2Connections {
         }
     }
 
-    /// Sends the request `head` makes, with `body`, to `peer` and reads its
-    /// whole answer. A request sent again is made again, so that a signed
-    /// one is signed anew (a peer may have seen the first one's nonce).
+    /// Sends the request `head` makes for the peer's authority, with
+    /// `body`, to `peer` and reads its whole answer. A request sent again is
+    /// made again, so that a signed one is signed anew (a peer may have seen
+    /// the first one's nonce).
     pub async fn exchange<E: From<ExchangeError>>(
         &self,
         peer: SocketAddr,
-        mut head: impl FnMut() -> Result<Request<()>, E>,
+        mut head: impl FnMut(&Authority) -> Result<Request<()>, E>,
         body: Bytes,
     ) -> Result<Reply, E> {
         let connection = self.connection(peer).await?;
         let (id, reused) = (connection.id, connection.reused);
-        match Self::attempt(connection.send, head()?, body.clone()).await {
+        let request = head(&connection.authority)?;
+        match Self::attempt(connection.send, request, body.clone()).await {
             Attempt::Done(result) => Ok(result?),
             Attempt::ConnectionLost(error) if !reused => Err(error.into()),
             Attempt::Unprocessed(error) | Attempt::ConnectionLost(error) => {
                 tracing::debug!(%peer, ?error, "peer connection failed before an answer; sending again on a new one");
                 self.forget(peer, id);
                 let connection = self.connection(peer).await?;
-                match Self::attempt(connection.send, head()?, body).await {
+                let request = head(&connection.authority)?;
+                match Self::attempt(connection.send, request, body).await {
                     Attempt::Done(result) => Ok(result?),
                     Attempt::Unprocessed(error) | Attempt::ConnectionLost(error) => {
                         Err(error.into())
@@ -209,6 +217,7 @@ impl Http2Connections {
         Some(Connection {
             id: connection.id,
             send: connection.send.clone(),
+            authority: connection.authority.clone(),
             reused: true,
         })
     }
@@ -252,11 +261,13 @@ impl Http2Connections {
             .await
             .map_err(|e| ExchangeError::broken(&e))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let authority = authority_of(peer)?;
         lock(&self.open).insert(
             peer,
             Open {
                 id,
                 send: send.clone(),
+                authority: authority.clone(),
                 last_used: Instant::now(),
             },
         );
@@ -270,6 +281,7 @@ impl Http2Connections {
         Ok(Connection {
             id,
             send,
+            authority,
             reused: false,
         })
     }
@@ -372,6 +384,12 @@ async fn read_body(mut recv: h2::RecvStream) -> Result<Bytes, ExchangeError> {
     Ok(single.unwrap_or_else(|| joined.freeze()))
 }
 
+/// `peer` as the authority of a request's URI.
+pub fn authority_of(peer: SocketAddr) -> Result<Authority, ExchangeError> {
+    Authority::try_from(peer.to_string())
+        .map_err(|e| ExchangeError::Broken(format!("cannot address peer {peer}: {e}")))
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -466,7 +484,7 @@ mod tests {
 
     async fn assert_ok(connections: &Http2Connections, peer: SocketAddr) {
         let reply = connections
-            .exchange(peer, || Ok::<_, ExchangeError>(get(peer)), Bytes::new())
+            .exchange(peer, |_: &Authority| Ok::<_, ExchangeError>(get(peer)), Bytes::new())
             .await
             .expect("exchange");
         assert_eq!(reply.status, StatusCode::OK);
@@ -543,7 +561,7 @@ mod tests {
             .expect("addr");
         let connections = Http2Connections::new(Duration::from_secs(1), Duration::from_secs(60));
         match connections
-            .exchange(addr, || Ok::<_, ExchangeError>(get(addr)), Bytes::new())
+            .exchange(addr, |_: &Authority| Ok::<_, ExchangeError>(get(addr)), Bytes::new())
             .await
         {
             Err(ExchangeError::Connect { refused, .. }) => assert!(refused),
@@ -583,7 +601,7 @@ mod tests {
                 .await;
         });
         let connections = Http2Connections::new(Duration::from_secs(1), Duration::from_secs(60));
-        let put = || {
+        let put = |_: &Authority| {
             let mut request = get(addr);
             *request.method_mut() = Method::PUT;
             Ok::<_, ExchangeError>(request)
