@@ -484,7 +484,11 @@ mod tests {
 
     async fn assert_ok(connections: &Http2Connections, peer: SocketAddr) {
         let reply = connections
-            .exchange(peer, |_: &Authority| Ok::<_, ExchangeError>(get(peer)), Bytes::new())
+            .exchange(
+                peer,
+                |_: &Authority| Ok::<_, ExchangeError>(get(peer)),
+                Bytes::new(),
+            )
             .await
             .expect("exchange");
         assert_eq!(reply.status, StatusCode::OK);
@@ -561,7 +565,11 @@ mod tests {
             .expect("addr");
         let connections = Http2Connections::new(Duration::from_secs(1), Duration::from_secs(60));
         match connections
-            .exchange(addr, |_: &Authority| Ok::<_, ExchangeError>(get(addr)), Bytes::new())
+            .exchange(
+                addr,
+                |_: &Authority| Ok::<_, ExchangeError>(get(addr)),
+                Bytes::new(),
+            )
             .await
         {
             Err(ExchangeError::Connect { refused, .. }) => assert!(refused),
