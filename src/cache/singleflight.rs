@@ -105,6 +105,9 @@ where
                 (running, Role::Follower)
             } else {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                // Made before the guard below: were making it to panic,
+                // the guard's drop would take the lock this scope holds.
+                let load = load();
                 // Removes the flight when the load ends, even by a panic or
                 // by being dropped; it cannot do so before the insert
                 // below, because it needs the lock this scope holds.
@@ -113,7 +116,6 @@ where
                     key: Some(key.clone()),
                     id,
                 };
-                let load = load();
                 let on_panic = self.on_panic;
                 let (running, held) = match detach {
                     Detach::Task => {
